@@ -1,0 +1,75 @@
+"""The one protocol every method and metric uses to talk to a generator.
+
+Modelled on GANSpace's BaseModel: a family adapts its network to this interface once, and no algorithm ever
+branches on the GAN family. G is split at a named layer into G1 = `features(z, layer)` and
+G2 = `from_features(f, layer)`, with ``from_features(features(z, l), l) == forward(z)`` for every layer.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+
+from dplase.priors import Prior
+
+
+class GeneratorAdapter(ABC):
+    """Abstract generator adapter. Subclasses set the attributes and implement the four methods."""
+
+    z_dim: int
+    image_size: int
+    channels: int
+    prior: Prior
+    device: torch.device
+    #: source checkpoint sha256 (empty for generators built in memory)
+    checkpoint_sha256: str = ""
+    #: short model name used in results tables
+    name: str = "generator"
+
+    @property
+    @abstractmethod
+    def layers(self) -> list[str]:
+        """Names of the split points, from the latent side to the image side."""
+
+    @abstractmethod
+    def features(self, z: torch.Tensor, layer: str) -> torch.Tensor:
+        """G1: latents (N x z_dim) to the activations at ``layer``."""
+
+    @abstractmethod
+    def from_features(self, f: torch.Tensor, layer: str) -> torch.Tensor:
+        """G2: activations at ``layer`` to images in [-1, 1] (N x channels x size x size)."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] for latents ``z``."""
+        layer = self.layers[-1]
+        return self.from_features(self.features(z, layer), layer)
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        return self.forward(z)
+
+    def latent_projection_weight(self) -> torch.Tensor:
+        """Weight (out_features x z_dim) of the first operation that projects z (used by SeFa)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} exposes no latent projection weight, so SeFa cannot run on it"
+        )
+
+    def check_layer(self, layer: str) -> str:
+        """Return ``layer`` if it is a split point, else raise a clear ValueError."""
+        if layer not in self.layers:
+            raise ValueError(f"unknown layer '{layer}' for {self.name}; choose one of {', '.join(self.layers)}")
+        return layer
+
+    def default_layer(self) -> str:
+        """The split point used when none is given (the first one)."""
+        return self.layers[0]
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """Images for many latents in batches, without autograd; returned on CPU."""
+        out = [self.forward(chunk.to(self.device)).cpu() for chunk in torch.split(z, batch_size)]
+        return torch.cat(out) if out else torch.empty(0, self.channels, self.image_size, self.image_size)
+
+    def sample_latents(self, n: int, seed: int) -> torch.Tensor:
+        """``n`` latents from the prior on this adapter's device, from an explicit seed."""
+        return self.prior.sample(n, seed, device=self.device)

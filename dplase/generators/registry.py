@@ -1,0 +1,60 @@
+"""Generator families by name, and the generator checkpoint format.
+
+A generator checkpoint is a `dplase.artifacts` file of kind "generator": tensors {"generator": state dict}
+(plus optional training extras), meta {"family", "arch", "prior", "dataset", "seed", "steps", "config",
+"config_hash", "weights_sha256", ...}.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dplase.artifacts import ArtifactError, load_artifact, save_artifact, sha256_file, sha256_tensors
+from dplase.generators.base import GeneratorAdapter
+from dplase.generators.dcgan import DCGANAdapter, DCGANGenerator
+from dplase.priors import prior_from_config
+
+#: family name -> (network class, adapter class)
+FAMILIES: dict[str, tuple[type[torch.nn.Module], type]] = {"dcgan": (DCGANGenerator, DCGANAdapter)}
+
+
+def save_generator(
+    path: str | os.PathLike, net: torch.nn.Module, family: str, arch: dict[str, Any],
+    prior: dict[str, Any], meta: dict[str, Any], extra_tensors: dict[str, Any] | None = None,
+) -> Path:
+    """Write a generator checkpoint atomically (weights' sha256 recorded in the metadata)."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown generator family '{family}'; known: {', '.join(FAMILIES)}")
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    tensors = {"generator": state, **(extra_tensors or {})}
+    full_meta = {**meta, "family": family, "arch": arch, "prior": prior, "weights_sha256": sha256_tensors(state)}
+    return save_artifact(path, "generator", tensors, full_meta)
+
+
+def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> GeneratorAdapter:
+    """Load a generator checkpoint as an adapter on ``device`` (weights_only; clear errors)."""
+    tensors, meta = load_artifact(path, kind="generator")
+    family = meta.get("family")
+    if family not in FAMILIES:
+        raise ArtifactError(f"{path}: unknown generator family '{family}'; known: {', '.join(FAMILIES)}")
+    net_cls, adapter_cls = FAMILIES[family]
+    net = net_cls(**meta["arch"])
+    state = tensors["generator"]
+    if sha256_tensors(state) != meta.get("weights_sha256"):
+        raise ArtifactError(f"{path}: generator weights do not match their recorded sha256 (corrupted file)")
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:
+        raise ArtifactError(f"{path}: weights do not fit architecture {meta['arch']}: {err}") from err
+    name = meta.get("name") or Path(path).stem
+    return adapter_cls(net, prior_from_config(meta["prior"]), device=device,
+                       checkpoint_sha256=sha256_file(path), name=name)
+
+
+def generator_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """Metadata of a generator checkpoint (dataset, prior, arch, ...) without building the network."""
+    return load_artifact(path, kind="generator")[1]

@@ -1,0 +1,92 @@
+"""Direction-discovery methods behind one interface: ``fit(name, generator, config, context) -> DirectionSet``.
+
+Each method module defines ``SPEC = MethodSpec(...)``: a config dataclass (subclass of `MethodConfig`, every
+hyperparameter with its default) and a ``fit(generator, config, context) -> DirectionSet`` function. The
+workflow, metrics and figures only ever see the DirectionSet, so no caller special-cases a method.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dplase.directions import DirectionSet
+from dplase.generators.base import GeneratorAdapter
+
+#: method name -> module defining SPEC (imported on first use)
+METHOD_MODULES = {
+    "dplase": "dplase.methods.dplase",
+    "sefa": "dplase.methods.sefa",
+    "ganspace": "dplase.methods.ganspace",
+    "voynov": "dplase.methods.voynov",
+    "random": "dplase.methods.simple",
+    "coordinate": "dplase.methods.simple",
+}
+METHOD_NAMES = tuple(METHOD_MODULES)
+
+
+@dataclass
+class MethodConfig:
+    """Options every method shares. Subclasses add their own hyperparameters (all with defaults)."""
+
+    k: int = 10
+    layer: str | None = None  # None: the generator's default split point
+    walk: str = "linear"  # the walk the directions are meant for (and trained with, where it matters)
+
+
+@dataclass
+class FitContext:
+    """How to run a fit: seed, device, where to checkpoint and log, whether to show progress."""
+
+    seed: int = 0
+    device: str = "cpu"
+    checkpoint_path: Path | None = None  # trainers checkpoint here and resume from it
+    checkpoint_every: int = 100
+    loss_log_path: Path | None = None  # trainers write their loss curves here (long-format Parquet)
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A registered method: its name(s), config class and fit function."""
+
+    names: tuple[str, ...]
+    config_cls: type[MethodConfig]
+    fit: Callable[[str, GeneratorAdapter, MethodConfig, FitContext], DirectionSet]
+
+
+def get_method(name: str) -> MethodSpec:
+    """The spec of a method by name (clear error for an unknown one)."""
+    if name not in METHOD_MODULES:
+        raise ValueError(f"unknown method '{name}'; choose one of {', '.join(METHOD_NAMES)}")
+    return importlib.import_module(METHOD_MODULES[name]).SPEC
+
+
+def make_config(name: str, **overrides: Any) -> MethodConfig:
+    """The method's config with ``overrides`` applied; unknown keys are a clear error naming them."""
+    cls = get_method(name).config_cls
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"method '{name}' has no option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return cls(**overrides)
+
+
+def fit(
+    name: str, generator: GeneratorAdapter, config: MethodConfig | dict[str, Any] | None = None,
+    context: FitContext | None = None,
+) -> DirectionSet:
+    """Fit method ``name`` on ``generator`` and return its DirectionSet."""
+    spec = get_method(name)
+    if config is None or isinstance(config, dict):
+        config = make_config(name, **(config or {}))
+    context = context or FitContext()
+    if config.k < 1 or config.k > generator.z_dim:
+        raise ValueError(f"k must be between 1 and z_dim={generator.z_dim}, got {config.k}")
+    if config.layer is not None:
+        generator.check_layer(config.layer)
+    return spec.fit(name, generator, config, context)
