@@ -44,7 +44,9 @@ class DirectionSet:
         norms = self.directions.norm(dim=1, keepdim=True)
         if torch.any(norms == 0) or not torch.isfinite(self.directions).all():
             raise ValueError("directions must be finite and non-zero")
-        self.directions = self.directions / norms
+        # renormalise only rows that are not unit already, so save()/load() round-trips bit-exactly
+        off = (norms - 1).abs() > 1e-6
+        self.directions = torch.where(off, self.directions / norms, self.directions)
         self.scores = torch.as_tensor(self.scores).detach().to("cpu", torch.float32).reshape(-1)
         if self.scores.numel() != self.k:
             raise ValueError(f"need one score per direction: {self.scores.numel()} scores for K={self.k}")

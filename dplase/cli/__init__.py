@@ -41,7 +41,7 @@ class LazyGroup(click.Group):
 
     @staticmethod
     def _available(name: str) -> bool:
-        module_name, attr = COMMANDS[name].split(":")
+        module_name = COMMANDS[name].split(":")[0]
         return importlib.util.find_spec(module_name) is not None
 
 
