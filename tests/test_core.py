@@ -13,7 +13,7 @@ from scipy import stats
 
 from dplase.artifacts import ArtifactError, atomic_write, load_artifact, save_artifact, sha256_tensors
 from dplase.directions import DirectionSet
-from dplase.methods import get_method, make_config
+from dplase.methods import get_method
 from dplase.priors import GaussianPrior, make_prior
 from dplase.training.loop import LoopState, NonFiniteLossError, Preempted, run_loop, step_generator
 from dplase.walks import apply_walk, linear_walk, norm_walk
