@@ -1,0 +1,486 @@
+"""DP-LaSE (Li et al., ACM MM 2021): K latent directions that maximise the change of intermediate features
+G1(z) along density-preserving walks while keeping the changes of different directions decorrelated.
+
+Objective per batch (see ../shared/design/method.md): l_var = -variation + lambda * cross, plus
+zeta * orthogonality penalty (or an exactly orthogonal parametrisation), plus, for the learned walk, the
+density terms l_mon + l_lik (F) and l_den + proximity (C) from `dplase.density`.
+
+Two estimators of l_var (``estimator``):
+- ``full`` (the write-up's exact sums, default): every sample is walked along all K directions with one step
+  eps ~ U(-T, T); variation = mean of squared feature changes; cross = mean over samples and ordered pairs
+  j != h of ||D_j^T D_h||_F^2 / (||D_j||_F^2 ||D_h||_F^2), where D is the change as a (positions x channels)
+  matrix (a flat feature vector is D x 1, making the cross term its squared cosine); D_j^T D_h (C x C) holds
+  the inner products of channels' spatial change patterns, like the authors' per-channel cosine. The normalisation keeps
+  lambda meaningful at every layer (the raw form is quartic in the feature scale) and bounded in [0, 1].
+- ``stochastic`` (the authors' code): each sample gets one eps and two random labels j, h; variation = mean
+  squared change for both; cross = mean over channels of the squared cosine of the per-channel spatial
+  change patterns, averaged over samples with j != h only (0 when there are none: no 0/0 for K = 1).
+Orthogonality: ``penalty`` = ||Gamma Gamma^T - I||_F^2 (divided by K^2 for the stochastic estimator, as
+in the authors' code) on the row-normalised Gamma; ``expm`` = first K rows of expm(A - A^T) Q0 (exact).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from dplase.artifacts import atomic_write
+from dplase.density import DensityConfig, DensityModel, correction_state, default_max_step
+from dplase.directions import WALK_TYPES, DirectionSet
+from dplase.generators.base import GeneratorAdapter
+from dplase.methods import FitContext, MethodConfig, MethodSpec
+from dplase.subspace import SelfExpression, SubspaceConfig, cluster_channels, labels_to_masks, subspace_step
+from dplase.training.loop import LoopState, history_frame, run_loop, step_generator
+from dplase.walks import linear_walk, norm_walk
+
+ESTIMATORS = ("full", "stochastic")
+ORTHOGONAL = ("penalty", "expm")
+DENSITY_MODES = ("joint", "pretrain")
+_TINY = 1e-30  # denominators of cosines: a zero change gives a zero cosine, never 0/0
+
+
+@dataclass
+class DPLaSEConfig(MethodConfig):
+    """Every DP-LaSE hyperparameter with its default.
+
+    Defaults that differ from the authors' runs, and why: lr 5e-3 instead of 1e-4 (our runs are a few hundred
+    to a few thousand CPU steps on a 16-64-d latent, where Adam at 1e-4 moves each coordinate by at most
+    ~0.1 in 1000 steps, about the size of a unit vector's coordinate: the directions would barely leave their
+    random start); K = 10 instead of 20 (our small GANs have z_dim 16); T = 10 scaled to the prior's RMS latent
+    norm (T = 10 at d = 512, so T ~ 1.8 at d = 16) instead of a fixed 10, which would leave the prior's
+    typical set at d = 16.
+    """
+
+    walk: str = "norm"
+    steps: int = 1000
+    lr: float = 5e-3
+    batch_size: int = 16
+    max_step: float | None = None  # T; None: scaled to the prior (see `default_max_step`); 0 is refused
+    lam: float = 1.0  # lambda, weight of the decorrelation (cross) term
+    zeta: float = 10.0  # weight of the orthogonality penalty (unused with orthogonal="expm")
+    estimator: str = "full"
+    orthogonal: str = "penalty"
+    # learned walk (walk="learned"): F and C
+    density_mode: str = "joint"  # "joint": F, C, Gamma together; "pretrain": F first, then frozen
+    density_pretrain_steps: int = 500  # F-only steps before the main loop (pretrain mode)
+    cdf_width: int = 16
+    correction_width: int = 256
+    correction_depth: int = 2
+    min_slope: float = 1e-4  # v in l_mon
+    delta: float = 1e-3  # finite-difference step for F'
+    proximity: float = 0.1  # weight of mean ||C||^2 (C is kept orthogonal to gamma, see dplase.density)
+    cdf_lr: float = 1e-2  # Adam for F
+    correction_lr: float = 3e-3  # Adam for C
+    density_batch: int = 512
+    correction_from_variation: bool = False  # let l_var's gradient reach C's weights too
+    # scoring
+    score_samples: int = 256
+    # channel subspaces
+    subspace: bool = False
+    subspace_steps: int = 200
+    subspace_batch: int = 8
+    subspace_lr: float = 1e-2
+    subspace_groups: int = 6
+    subspace_dim: int = 12
+    subspace_rho: float = 0.3
+    subspace_power: float = 3.0
+    subspace_w_feat: float = 1.0
+    subspace_w_img: float = 1.0
+    subspace_w_sparse: float = 1e-2
+    subspace_reg: str = "l2"
+
+    def __post_init__(self) -> None:
+        choices = {"walk": (self.walk, WALK_TYPES), "estimator": (self.estimator, ESTIMATORS),
+                   "orthogonal": (self.orthogonal, ORTHOGONAL), "density_mode": (self.density_mode, DENSITY_MODES),
+                   "subspace_reg": (self.subspace_reg, ("l1", "l2"))}
+        for name, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got '{value}'")
+        positive = {"steps": self.steps >= 0, "lr": self.lr > 0, "batch_size": self.batch_size >= 1,
+                    "lam": self.lam >= 0, "zeta": self.zeta >= 0, "delta": self.delta > 0,
+                    "cdf_lr": self.cdf_lr > 0, "correction_lr": self.correction_lr > 0,
+                    "density_batch": self.density_batch >= 1,
+                    "density_pretrain_steps": self.density_pretrain_steps >= 0, "min_slope": self.min_slope >= 0,
+                    "proximity": self.proximity >= 0, "score_samples": self.score_samples >= 1,
+                    "subspace_steps": self.subspace_steps >= 0, "subspace_groups": self.subspace_groups >= 1,
+                    "subspace_rho": 0 < self.subspace_rho <= 1}
+        bad = [name for name, ok in positive.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid value for {', '.join(bad)} (see DPLaSEConfig)")
+        if self.max_step is not None and not (self.max_step > 0 and math.isfinite(self.max_step)):
+            raise ValueError(f"max_step (T) must be a positive number or None (auto), got {self.max_step}")
+
+    def density_config(self) -> DensityConfig:
+        return DensityConfig(cdf_width=self.cdf_width, correction_width=self.correction_width,
+                             correction_depth=self.correction_depth, min_slope=self.min_slope, delta=self.delta,
+                             proximity=self.proximity, cdf_lr=self.cdf_lr, correction_lr=self.correction_lr,
+                             batch=self.density_batch)
+
+    def subspace_config(self) -> SubspaceConfig:
+        return SubspaceConfig(steps=self.subspace_steps, batch=self.subspace_batch, lr=self.subspace_lr,
+                              groups=self.subspace_groups, dim=self.subspace_dim, rho=self.subspace_rho,
+                              power=self.subspace_power, w_feat=self.subspace_w_feat, w_img=self.subspace_w_img,
+                              w_sparse=self.subspace_w_sparse, reg=self.subspace_reg)
+
+
+# ------------------------------------------------------------------------------------------ loss terms
+
+
+def as_matrix(f: torch.Tensor) -> torch.Tensor:
+    """Features (M x C x H x W, or M x D) as (M x channels x positions), a free view for conv maps.
+
+    The change D of the spec is the transpose of each slice (positions x channels); a flat vector is D x 1,
+    i.e. one channel here.
+    """
+    if f.ndim == 2:
+        return f[:, None, :]
+    return f.flatten(2)
+
+
+class _Gram(torch.autograd.Function):
+    """X X^T (or X^T X) for a batch of matrices, with a one-product backward in X's own layout.
+
+    Autograd's backward of bmm(x, x^T) computes two products and hands G1 a gradient with transposed
+    strides, which made the backward through the generator's convolutions up to 2x slower on CPU.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, transpose: bool) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.transpose = transpose
+        return torch.bmm(x.transpose(1, 2), x) if transpose else torch.bmm(x, x.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (x,) = ctx.saved_tensors
+        sym = grad + grad.transpose(1, 2)
+        return (torch.bmm(x, sym) if ctx.transpose else torch.bmm(sym, x)), None
+
+
+def batched_gram(x: torch.Tensor, transpose: bool = False) -> torch.Tensor:
+    """X X^T (X^T X if ``transpose``) for each matrix in the batch."""
+    return _Gram.apply(x, transpose)
+
+
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward makes the incoming gradient contiguous (mean/expand and views otherwise
+    reach the generator's convolution backward with odd strides, its slow path)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous()
+
+
+def full_terms(delta: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Variation and cross terms of the full estimator for changes ``delta`` (N x K x C x P).
+
+    With D_j = delta[n, j].T (positions x channels): variation = mean(delta^2); cross = mean over n and
+    ordered pairs j != h of ||D_j^T D_h||_F^2 / (||D_j||^2 ||D_h||^2). Both come from one batched Gram
+    matrix, over positions (P x P per direction) or over channels of all directions (KC x KC per sample),
+    whichever is cheaper, so the loss costs a few matrix products and no per-element passes.
+    """
+    n, k, c, p = delta.shape
+    if k < 2:
+        return {"variation": delta.pow(2).mean(), "cross": delta.new_zeros(())}
+    if k * p * p * (c + k) <= p * (k * c) ** 2:
+        # ||A^T B||_F^2 = <A A^T, B B^T>_F with A A^T = delta_j^T delta_j (P x P)
+        gram = batched_gram(delta.reshape(n * k, c, p), transpose=True).reshape(n, k, p * p)
+        sq = gram[..., :: p + 1].sum(-1)  # trace = ||D_j||^2
+        num = batched_gram(gram)  # N x K x K (a Gram of the Grams; its backward stays contiguous)
+    else:
+        # all blocks D_j^T D_h (C x C) at once: Y = rows of all directions' channels (KC x P), Y Y^T
+        gram = batched_gram(delta.reshape(n, k * c, p))
+        sq = gram.diagonal(dim1=1, dim2=2).reshape(n, k, c).sum(-1)
+        num = gram.reshape(n, k, c, k, c).pow(2).sum(dim=(2, 4))
+    variation = sq.sum() / delta.numel()
+    ratio = num / (sq[:, :, None] * sq[:, None, :]).clamp_min(_TINY)
+    off = 1 - torch.eye(k, dtype=delta.dtype, device=delta.device)
+    cross = (ratio * off).sum(dim=(1, 2)).mean() / (k * (k - 1))
+    return {"variation": variation, "cross": cross}
+
+
+def stochastic_terms(delta_j: torch.Tensor, delta_h: torch.Tensor, differ: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Authors' estimator for changes along labels j and h (each N x C x P), ``differ`` = (j != h) per sample.
+
+    variation = mean(D_j^2) + mean(D_h^2); cross = mean over channels of cos^2 between the two walks'
+    spatial change patterns, averaged over the samples with j != h (0 if there are none).
+    """
+    sq_j, sq_h = delta_j.pow(2).sum(dim=2), delta_h.pow(2).sum(dim=2)  # N x C
+    variation = sq_j.mean() / delta_j.shape[2] + sq_h.mean() / delta_h.shape[2]
+    dot = (delta_j * delta_h).sum(dim=2)
+    cos2 = (dot.pow(2) / (sq_j * sq_h).clamp_min(_TINY)).mean(dim=1)  # N
+    w = differ.to(cos2)
+    cross = (cos2 * w).sum() / w.sum().clamp_min(1.0)
+    return {"variation": variation, "cross": cross}
+
+
+def orthogonality_penalty(gamma: torch.Tensor, per_k2: bool = False) -> torch.Tensor:
+    """||Gamma Gamma^T - I||_F^2 for Gamma with K rows (divided by K^2 if ``per_k2``)."""
+    k = gamma.shape[0]
+    eye = torch.eye(k, dtype=gamma.dtype, device=gamma.device)
+    value = (gamma @ gamma.T - eye).pow(2).sum()
+    return value / k**2 if per_k2 else value
+
+
+def random_orthonormal(d: int, gen: torch.Generator) -> torch.Tensor:
+    """A seeded random orthonormal d x d matrix (rows), sign-fixed so it is reproducible."""
+    q, r = torch.linalg.qr(torch.randn(d, d, generator=gen, dtype=torch.float64))
+    q = q * torch.sign(torch.diagonal(r))[None, :]
+    return q.T.float().contiguous()
+
+
+class Directions(nn.Module):
+    """Gamma (K x d, unit rows): free rows normalised in the forward pass, or expm of a skew matrix."""
+
+    def __init__(self, k: int, d: int, mode: str, gen: torch.Generator) -> None:
+        super().__init__()
+        self.k, self.mode = k, mode
+        base = random_orthonormal(d, gen)
+        if mode == "penalty":
+            self.raw = nn.Parameter(base[:k].clone())
+        else:
+            self.register_buffer("base", base)
+            self.skew = nn.Parameter(torch.zeros(d, d))
+
+    def forward(self) -> torch.Tensor:
+        if self.mode == "penalty":
+            return self.raw / self.raw.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        upper = torch.triu(self.skew, diagonal=1)
+        return (torch.linalg.matrix_exp(upper - upper.T) @ self.base)[: self.k]
+
+
+# ----------------------------------------------------------------------------------------------- trainer
+
+
+class DPLaSETrainer:
+    """State and one training step; `fit` drives it through `run_loop`."""
+
+    def __init__(self, generator: GeneratorAdapter, config: DPLaSEConfig, seed: int) -> None:
+        self.g, self.cfg, self.seed = generator, config, seed
+        self.layer = config.layer or generator.default_layer()
+        self.max_step = float(config.max_step) if config.max_step is not None else default_max_step(generator.prior)
+        init = torch.Generator().manual_seed(int(seed))
+        self.dirs = Directions(config.k, generator.z_dim, config.orthogonal, init).to(generator.device)
+        self.opt = torch.optim.Adam(self.dirs.parameters(), lr=config.lr)
+        self.stateful: dict[str, Any] = {"directions": self.dirs, "opt": self.opt}
+        self.density: DensityModel | None = None
+        self.pretrain = 0
+        if config.walk == "learned":
+            self.density = DensityModel(generator.prior, config.density_config(), self.max_step, seed)
+            self.density.to(generator.device)
+            self.opt_cdf = torch.optim.Adam(self.density.cdf.parameters(), lr=config.cdf_lr)
+            self.opt_corr = torch.optim.Adam(self.density.correction.parameters(), lr=config.correction_lr)
+            self.stateful.update(density=self.density, opt_cdf=self.opt_cdf, opt_corr=self.opt_corr)
+            self.pretrain = config.density_pretrain_steps if config.density_mode == "pretrain" else 0
+        self.sub_cfg = config.subspace_config()
+        self.subspace: SelfExpression | None = None
+        self.sub_steps = 0
+        if config.subspace:
+            channels = int(generator.features(generator.sample_latents(1, 0), self.layer).shape[1])
+            self.subspace = SelfExpression(config.k, channels).to(generator.device)
+            self.opt_sub = torch.optim.Adam(self.subspace.parameters(), lr=config.subspace_lr)
+            self.stateful.update(subspace=self.subspace, opt_sub=self.opt_sub)
+            self.sub_steps = config.k * config.subspace_steps
+
+    @property
+    def total_steps(self) -> int:
+        return self.pretrain + self.cfg.steps + self.sub_steps
+
+    # -- walks
+    def walk(self, z0: torch.Tensor, gamma: torch.Tensor, eps: torch.Tensor, train: bool = False) -> torch.Tensor:
+        """The configured walk; during training the learned C is used with detached weights unless
+        ``correction_from_variation`` (so C learns density preservation, not extra variation)."""
+        kind = self.cfg.walk
+        if kind == "linear":
+            return linear_walk(z0, gamma, eps)
+        if kind == "norm":
+            return norm_walk(z0, gamma, eps)
+        assert self.density is not None
+        c = self.density.correction
+        if train and not self.cfg.correction_from_variation:
+            params = {name: v.detach() for name, v in c.named_parameters()}
+            params.update(dict(c.named_buffers()))
+            corr = torch.func.functional_call(c, params, (z0, eps, gamma))
+        else:
+            corr = c(z0, eps, gamma)
+        return z0 + eps[:, None] * gamma + corr
+
+    def _sample(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        z0 = self.g.prior.sample(n, gen).to(self.g.device)
+        eps = ((torch.rand(n, generator=gen) * 2 - 1) * self.max_step).to(self.g.device)
+        return z0, eps
+
+    # -- steps
+    def step(self, step: int) -> dict[str, torch.Tensor]:
+        gen = step_generator(self.seed, step)
+        if step < self.pretrain:
+            return self._cdf_step(gen)
+        if step < self.pretrain + self.cfg.steps:
+            return self._main_step(gen)
+        return self._subspace_step(step - self.pretrain - self.cfg.steps, gen)
+
+    def _cdf_step(self, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        assert self.density is not None
+        z = self.g.prior.sample(self.cfg.density_batch, gen).to(self.g.device)
+        terms = self.density.cdf_losses(z)
+        self.opt_cdf.zero_grad(set_to_none=True)
+        (terms["mon"] + terms["lik"]).backward()
+        self.opt_cdf.step()
+        return terms
+
+    def _features(self, z: torch.Tensor) -> torch.Tensor:
+        return as_matrix(_ContiguousGrad.apply(self.g.features(z, self.layer)))
+
+    def variation_terms(self, gamma: torch.Tensor, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """l_var's parts for one batch (the G1 work of the step)."""
+        n, k = self.cfg.batch_size, gamma.shape[0]
+        z0, eps = self._sample(n, gen)
+        with torch.no_grad():
+            f0 = as_matrix(self.g.features(z0, self.layer))
+        if self.cfg.estimator == "full":
+            zr, er = z0.repeat_interleave(k, 0), eps.repeat_interleave(k, 0)
+            f = self._features(self.walk(zr, gamma.repeat(n, 1), er, train=True))
+            delta = f0[:, None] - f.reshape(n, k, *f.shape[1:])
+            return full_terms(delta)
+        labels = torch.randint(0, k, (2, n), generator=gen).to(self.g.device)
+        zr, er = z0.repeat(2, 1), eps.repeat(2)
+        f = self._features(self.walk(zr, gamma[labels.reshape(-1)], er, train=True))
+        return stochastic_terms(f0 - f[:n], f0 - f[n:], labels[0] != labels[1])
+
+    def _main_step(self, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        gamma = self.dirs()
+        terms = self.variation_terms(gamma, gen)
+        terms["l_var"] = -terms["variation"] + cfg.lam * terms["cross"]
+        loss = terms["l_var"]
+        if cfg.orthogonal == "penalty":
+            terms["ortho"] = orthogonality_penalty(gamma, per_k2=cfg.estimator == "stochastic")
+            loss = loss + cfg.zeta * terms["ortho"]
+        optimisers = [self.opt]
+        if self.density is not None:
+            if cfg.density_mode == "joint":
+                zf = self.g.prior.sample(cfg.density_batch, gen).to(self.g.device)
+                terms.update(self.density.cdf_losses(zf))
+                loss = loss + terms["mon"] + terms["lik"]
+                optimisers.append(self.opt_cdf)
+            zd, ed = self._sample(cfg.density_batch, gen)
+            idx = torch.randint(0, gamma.shape[0], (cfg.density_batch,), generator=gen).to(self.g.device)
+            terms.update(self.density.den_losses(zd, ed, gamma.detach()[idx]))
+            loss = loss + terms["den"] + terms["prox"]
+            optimisers.append(self.opt_corr)
+        for opt in optimisers:
+            opt.zero_grad(set_to_none=True)
+        loss.backward()
+        for opt in optimisers:
+            opt.step()
+        terms["loss"] = loss
+        return terms
+
+    def _subspace_step(self, index: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        assert self.subspace is not None
+        j = index // self.cfg.subspace_steps
+        with torch.no_grad():
+            gamma = self.dirs()[j]
+        terms = subspace_step(self.subspace, j, self.g, self.layer, gamma, self._eval_walk, self.max_step,
+                              self.sub_cfg, gen)
+        self.opt_sub.zero_grad(set_to_none=True)
+        sum(terms.values()).backward()
+        self.opt_sub.step()
+        return terms
+
+    def _eval_walk(self, z0: torch.Tensor, gamma: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        gamma = gamma.to(z0).expand_as(z0)
+        with torch.no_grad():
+            return self.walk(z0, gamma, eps.reshape(-1))
+
+    # -- results
+    @torch.no_grad()
+    def scores(self, gamma: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+        """Mean squared feature change per direction over a fixed seeded sample and 8 steps in [-T, T]."""
+        gen = step_generator(self.seed, self.total_steps)  # a stream no training step uses
+        z0 = self.g.prior.sample(self.cfg.score_samples, gen).to(self.g.device)
+        grid = torch.cat([torch.linspace(-1, 0, 5)[:-1], torch.linspace(0, 1, 5)[1:]]) * self.max_step
+        f0 = self.g.features(z0, self.layer)
+        out = torch.zeros(gamma.shape[0])
+        for j in range(gamma.shape[0]):
+            total = 0.0
+            for e in grid.tolist():
+                for start in range(0, z0.shape[0], chunk):
+                    zc = z0[start : start + chunk]
+                    eps = torch.full((zc.shape[0],), e, device=zc.device)
+                    f = self.g.features(self.walk(zc, gamma[j].expand_as(zc), eps), self.layer)
+                    total += float((f0[start : start + chunk] - f).pow(2).flatten(1).mean(1).sum())
+            out[j] = total / (z0.shape[0] * grid.numel())
+        return out
+
+    def channel_masks(self) -> torch.Tensor | None:
+        if self.subspace is None:
+            return None
+        masks = []
+        for j in range(self.cfg.k):
+            labels = cluster_channels(self.subspace.matrix(j), self.sub_cfg.groups, self.sub_cfg.dim,
+                                      self.sub_cfg.rho, self.sub_cfg.power, self.seed)
+            masks.append(labels_to_masks(labels, min(self.sub_cfg.groups, self.subspace.matrix(j).shape[0])))
+        return torch.stack(masks)
+
+    def extra(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {"max_step": torch.tensor(self.max_step)}
+        if self.density is not None:
+            extra["correction"] = correction_state(self.density.correction)
+            cdf = self.density.cdf
+            extra["density"] = {
+                "arch": torch.tensor([cdf.dim, cdf.width], dtype=torch.int64),
+                "delta": torch.tensor(self.cfg.delta),
+                "weights": {k: v.detach().cpu().clone() for k, v in cdf.state_dict().items()},
+            }
+        return extra
+
+
+def write_loss_log(history: list[tuple[int, str, float]], path) -> None:
+    """Loss curves as long-format Parquet (step, term, value), written atomically."""
+    frame = history_frame(history)
+    atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+def fit(name: str, generator: GeneratorAdapter, config: DPLaSEConfig, context: FitContext) -> DirectionSet:
+    """Train DP-LaSE directions on ``generator`` and return them sorted by score (descending)."""
+    trainer = DPLaSETrainer(generator, config, context.seed)
+    config_dict = dataclasses.asdict(config)
+    meta = {"method": name, "config": config_dict, "seed": context.seed, "z_dim": generator.z_dim,
+            "generator_sha256": generator.checkpoint_sha256}
+    state = LoopState(trainer.stateful)
+    run_loop(total_steps=trainer.total_steps, step_fn=trainer.step, state=state,
+             checkpoint_path=context.checkpoint_path, checkpoint_every=context.checkpoint_every,
+             kind="dplase-checkpoint", meta=meta, desc=f"dplase k={config.k} {config.walk}",
+             progress=context.progress)
+    with torch.no_grad():
+        gamma = trainer.dirs().detach()
+    scores = trainer.scores(gamma)
+    order = torch.argsort(scores, descending=True, stable=True)
+    masks = trainer.channel_masks()
+    if context.loss_log_path is not None:
+        write_loss_log(state.history, context.loss_log_path)
+    return DirectionSet(
+        directions=gamma.cpu()[order],
+        scores=scores[order],
+        method=name,
+        config=config_dict,
+        walk=config.walk,
+        layer=trainer.layer,
+        seed=context.seed,
+        generator_sha256=generator.checkpoint_sha256,
+        channel_masks=None if masks is None else masks[order],
+        extra=trainer.extra(),
+    )
+
+
+SPEC = MethodSpec(names=("dplase",), config_cls=DPLaSEConfig, fit=fit)
