@@ -39,7 +39,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file ordinary permissions
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())

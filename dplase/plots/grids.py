@@ -1,0 +1,120 @@
+"""Image grids: sample sheets and traversal grids (rows = directions, columns = steps), written as PNG.
+
+Without labels the PNG holds the pixels exactly (PIL, nearest upscaling only); with row/column labels or a
+title, matplotlib draws the same pixel array with text around it. Both are written atomically.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dplase.artifacts import atomic_write
+
+
+def _to_uint8(images: torch.Tensor) -> np.ndarray:
+    """[-1, 1] float NCHW -> uint8 NHWC (values outside the range are clipped)."""
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"images must be N x C x H x W with C in (1, 3), got shape {tuple(images.shape)}")
+    x = images.detach().to("cpu", torch.float32).clamp(-1, 1)
+    x = ((x + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).numpy()
+
+
+def grid_array(images: torch.Tensor, nrow: int, pad: int = 2, pad_value: int = 64, scale: int = 1) -> np.ndarray:
+    """Tile images into one uint8 array (H x W x C); ``nrow`` images per row (torchvision's convention).
+
+    ``scale`` repeats each pixel (nearest) so small images stay visible; empty cells stay ``pad_value``.
+    """
+    if nrow < 1:
+        raise ValueError(f"nrow must be >= 1, got {nrow}")
+    if scale < 1:
+        raise ValueError(f"scale must be >= 1, got {scale}")
+    tiles = _to_uint8(images)
+    if scale > 1:
+        tiles = tiles.repeat(scale, axis=1).repeat(scale, axis=2)
+    n, h, w, c = tiles.shape
+    ncol = min(nrow, max(n, 1))
+    nrows = max(math.ceil(n / nrow), 1)
+    out = np.full((nrows * (h + pad) + pad, ncol * (w + pad) + pad, c), pad_value, dtype=np.uint8)
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        top, left = pad + r * (h + pad), pad + col * (w + pad)
+        out[top : top + h, left : left + w] = tiles[i]
+    return out
+
+
+def save_image_grid(
+    images: torch.Tensor,
+    path: str | os.PathLike,
+    nrow: int = 8,
+    row_labels: list[str] | None = None,
+    col_labels: list[str] | None = None,
+    title: str | None = None,
+    scale: int | None = None,
+) -> Path:
+    """Write images in [-1, 1] (N x C x H x W) as a PNG grid with ``nrow`` images per row.
+
+    For a traversal grid pass the images row by row (direction-major), ``nrow`` = number of steps,
+    ``row_labels`` = one per direction and ``col_labels`` = one per step. ``scale`` defaults to enough
+    nearest-neighbour upscaling that each cell is at least 64 px wide.
+    """
+    n = images.shape[0]
+    if n == 0:
+        raise ValueError("no images to draw")
+    nrows = math.ceil(n / nrow)
+    if row_labels is not None and len(row_labels) != nrows:
+        raise ValueError(f"row_labels has {len(row_labels)} entries but the grid has {nrows} rows")
+    if col_labels is not None and len(col_labels) != min(nrow, n):
+        raise ValueError(f"col_labels has {len(col_labels)} entries but the grid has {min(nrow, n)} columns")
+    if scale is None:
+        scale = max(1, math.ceil(64 / images.shape[-1]))
+    pad = 2 * scale
+    array = grid_array(images, nrow, pad=pad, scale=scale)
+    path = Path(path)
+    if row_labels is None and col_labels is None and title is None:
+        return _save_plain(array, path)
+    cell_h, cell_w = images.shape[-2] * scale + pad, images.shape[-1] * scale + pad
+    return _save_labelled(array, path, (cell_h, cell_w), pad, row_labels, col_labels, title)
+
+
+def _save_plain(array: np.ndarray, path: Path) -> Path:
+    from PIL import Image
+
+    image = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+    return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+
+
+def _save_labelled(
+    array: np.ndarray, path: Path, cell: tuple[int, int], pad: int,
+    row_labels: list[str] | None, col_labels: list[str] | None, title: str | None,
+) -> Path:
+    # Figure + Agg canvas directly: no pyplot global state, works headless.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    dpi = 100
+    height, width = array.shape[:2]
+    left = 1.6 if row_labels else 0.1
+    top = (0.3 if col_labels else 0.05) + (0.3 if title else 0.0)
+    fig = Figure(figsize=(width / dpi + left + 0.1, height / dpi + top + 0.1), dpi=dpi)
+    FigureCanvasAgg(fig)
+    fig_w, fig_h = fig.get_size_inches()
+    ax = fig.add_axes((left / fig_w, 0.1 / fig_h, (width / dpi) / fig_w, (height / dpi) / fig_h))
+    shown = array[..., 0] if array.shape[-1] == 1 else array
+    ax.imshow(shown, cmap="gray" if array.shape[-1] == 1 else None, vmin=0, vmax=255, interpolation="nearest")
+    ax.set_xticks([pad + cell[1] * i + (cell[1] - pad) / 2 for i in range(len(col_labels or []))])
+    ax.set_xticklabels(col_labels or [], fontsize=8)
+    ax.xaxis.tick_top()
+    ax.set_yticks([pad + cell[0] * i + (cell[0] - pad) / 2 for i in range(len(row_labels or []))])
+    ax.set_yticklabels(row_labels or [], fontsize=8)
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=10, y=1 - 0.05 / fig_h, va="top")
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
