@@ -1,0 +1,220 @@
+"""`dplase train-predictor`, `dplase evaluate` and `dplase collect`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+METRIC_CHOICES = ("attr", "disent", "fid", "density", "rca")
+
+
+def _parse_options(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    options = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got '{item}'", ctx=ctx, param=param)
+        options[key] = value
+    return options
+
+
+def _parse_list(ctx: click.Context, param: click.Parameter, value: str | None, choices: tuple[str, ...]):
+    if value is None:
+        return None
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    unknown = [v for v in items if v not in choices]
+    if unknown or not items:
+        raise click.BadParameter(f"unknown value(s) {', '.join(unknown) or '(empty)'}; choose from "
+                                 f"{', '.join(choices)} (comma-separated)", ctx=ctx, param=param)
+    return items
+
+
+@click.command("train-predictor")
+@click.option("--dataset", required=True, help="Dataset name: shapes, color_shapes, digits or folder.")
+@click.option("--image-size", type=int, default=64, show_default=True, help="Image size in pixels.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Predictor artifact to write (.pt).")
+@click.option("--steps", type=click.IntRange(min=0), default=3000, show_default=True, help="Training steps.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Batch size.")
+@click.option("--n-test", type=click.IntRange(min=1), default=2000, show_default=True,
+              help="Held-out items (disjoint from training; at most a fifth of the dataset).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of init, split and batches.")
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda:0.")
+@click.option("--checkpoint-every", type=click.IntRange(min=0), default=500, show_default=True,
+              help="Checkpoint interval (PATH.ckpt, removed after success; rerun resumes).")
+@click.option("--data-option", "data_options", multiple=True, callback=_parse_options, metavar="KEY=VALUE",
+              help="Extra dataset option (repeatable), e.g. path=DIR for --dataset folder.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a tqdm progress bar.")
+@click.pass_context
+def train_predictor(ctx: click.Context, dataset: str, image_size: int, out: Path, steps: int, batch_size: int,
+                    n_test: int, seed: int, device: str, checkpoint_every: int, data_options: dict[str, str],
+                    progress: bool) -> None:
+    """Train the factor predictor of a dataset (one head per factor) and report its held-out scores.
+
+    Categorical factors get accuracy, continuous ones R²; cyclic factors (orientation) are regressed through
+    (cos, sin) of 4x the angle (a square repeats every 90°), so their R² is that of orientation modulo 90°.
+
+    \b
+    Example:
+      dplase train-predictor --dataset shapes --out results/predictors/shapes64.pt --seed 0
+    \b
+    Quick run:
+      dplase train-predictor --dataset shapes --image-size 32 --steps 50 --out /tmp/pred32.pt
+    """
+    from dplase.data import load_dataset
+    from dplase.metrics.predictor import train_predictor as run_training
+
+    try:
+        data = load_dataset(dataset, image_size=image_size, seed=seed, **data_options)
+    except ValueError as err:
+        ctx.fail(str(err))
+    start = time.perf_counter()
+    net = run_training(data, steps=steps, seed=seed, device=device, batch_size=batch_size, n_test=n_test,
+                       checkpoint_path=out.with_suffix(out.suffix + ".ckpt"),
+                       checkpoint_every=checkpoint_every, progress=progress)
+    net.meta["train_seconds"] = round(time.perf_counter() - start, 2)
+    net.save(out)
+    click.echo(json.dumps({"out": str(out), "heldout": net.meta["heldout"],
+                           "train_seconds": net.meta["train_seconds"]}, indent=1))
+
+
+@click.command("evaluate")
+@click.option("--generator", "generator_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Generator checkpoint.")
+@click.option("--directions", "directions_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="DirectionSet file written by `dplase discover`.")
+@click.option("--predictor", "predictor_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Factor predictor of the generator's dataset (`dplase train-predictor`).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Results Parquet to write (atomic).")
+@click.option("--metrics", default=",".join(METRIC_CHOICES), show_default=True,
+              callback=lambda c, p, v: _parse_list(c, p, v, METRIC_CHOICES),
+              help="Comma-separated metric groups.")
+@click.option("--walks", default=None, callback=lambda c, p, v: _parse_list(c, p, v, ("linear", "norm", "learned")),
+              help="Comma-separated walks [default: linear,norm and learned where available].")
+@click.option("--n-samples", type=click.IntRange(min=2), default=64, show_default=True,
+              help="Start latents per (walk, direction, step).")
+@click.option("--n-steps", type=click.IntRange(min=2), default=7, show_default=True,
+              help="Steps of the symmetric grid (0 included).")
+@click.option("--max-eps", type=click.FloatRange(min=0, min_open=True), default=3.0, show_default=True,
+              help="Largest |step| of the grid.")
+@click.option("--n-real", type=click.IntRange(min=10), default=2000, show_default=True,
+              help="Real images (FID reference, attribute scales, disentanglement codes).")
+@click.option("--encoder-steps", type=click.IntRange(min=0), default=600, show_default=True,
+              help="Training steps of the code encoder (disentanglement protocol).")
+@click.option("--rca-steps", type=click.IntRange(min=0), default=400, show_default=True,
+              help="Training steps of the RCA reconstructor.")
+@click.option("--dci-importance", type=click.Choice(["gbt", "lasso"]), default="gbt", show_default=True,
+              help="DCI importance model.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Evaluation seed (start latents, real images); keep it fixed to compare methods.")
+@click.option("--extractor", type=click.Choice(["domain", "inception"]), default="domain", show_default=True,
+              help="FID features: the predictor's penultimate layer, or clean-fid's Inception.")
+@click.option("--inception-weights", type=click.Path(), default=None,
+              help="Local clean-fid inception-2015-12-05.pt (or its folder), for offline machines.")
+@click.option("--run-id", default=None, help="Run identifier [default: model/method/config-hash/seed].")
+@click.option("--params", "params_json", default=None, help="JSON object of extra run parameters to record.")
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda:0.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
+@click.pass_context
+def evaluate(ctx: click.Context, generator_path: str, directions_path: str, predictor_path: str, out: Path,
+             metrics: tuple[str, ...], walks: tuple[str, ...] | None, n_samples: int, n_steps: int,
+             max_eps: float, n_real: int, encoder_steps: int, rca_steps: int, dci_importance: str, seed: int,
+             extractor: str, inception_weights: str | None, run_id: str | None, params_json: str | None,
+             device: str, progress: bool) -> None:
+    """Evaluate a DirectionSet: attribute change, disentanglement, FID, density and RCA, as long-format Parquet.
+
+    Every walk image is generated once (fixed seeded start latents, fixed step grid) and feeds all metrics.
+
+    \b
+    Example:
+      dplase evaluate --generator results/models/shapes-dcgan64.pt \\
+        --directions results/shapes/sefa/directions.pt --predictor results/predictors/shapes64.pt \\
+        --out results/shapes/sefa/metrics.parquet
+    \b
+    Cheap check (density and FID only):
+      dplase evaluate --generator G.pt --directions D.pt --predictor P.pt --out m.parquet \\
+        --metrics density,fid --n-samples 16
+    """
+    from dplase.artifacts import ArtifactError
+    from dplase.data import dataset_from_config
+    from dplase.directions import DirectionSet
+    from dplase.generators.registry import generator_meta, load_generator
+    from dplase.metrics.evaluate import EvalConfig, results_frame
+    from dplase.metrics.evaluate import evaluate as run_evaluation
+    from dplase.metrics.fid import InceptionUnavailableError
+    from dplase.metrics.predictor import FactorPredictor
+    from dplase.results import write_results
+
+    params = {}
+    if params_json:
+        try:
+            params = json.loads(params_json)
+        except json.JSONDecodeError as err:
+            raise click.BadParameter(f"not valid JSON: {err}", ctx=ctx, param_hint="--params") from err
+        if not isinstance(params, dict):
+            raise click.BadParameter("must be a JSON object", ctx=ctx, param_hint="--params")
+    try:
+        generator = load_generator(generator_path, device=device)
+        gen_dataset = generator_meta(generator_path).get("dataset")
+        directions = DirectionSet.load(directions_path)
+        predictor = FactorPredictor.load(predictor_path, device=device)
+    except ArtifactError as err:
+        ctx.fail(str(err))
+    data_config = dict(predictor.meta.get("dataset") or {})
+    if gen_dataset and data_config.get("name") and gen_dataset != data_config["name"]:
+        ctx.fail(f"the predictor was trained on '{data_config['name']}' but the generator on '{gen_dataset}'")
+    try:
+        dataset = dataset_from_config(data_config)
+        config = EvalConfig(metrics=metrics, n_samples=n_samples, seed=seed, max_eps=max_eps, n_steps=n_steps,
+                            walks=walks, extractor=extractor, inception_weights=inception_weights,
+                            n_real=n_real, encoder_steps=encoder_steps, rca_steps=rca_steps,
+                            dci_importance=dci_importance, progress=progress)
+        start = time.perf_counter()
+        rows = run_evaluation(generator, directions, predictor, dataset, config, device=device)
+    except InceptionUnavailableError as err:
+        ctx.fail(str(err))
+    except ValueError as err:
+        ctx.fail(str(err))
+    run_id = run_id or f"{generator.name}/{directions.method}/{directions.config_hash}/seed{directions.seed}"
+    frame = results_frame(rows, generator, directions, dataset.name, run_id, params, config)
+    write_results(frame, out)
+    click.echo(f"wrote {len(frame)} rows to {out} in {time.perf_counter() - start:.1f} s")
+
+
+@click.command("collect")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Combined Parquet file to write (atomic).")
+@click.option("--pattern", default="*.parquet", show_default=True,
+              help="File-name pattern searched (recursively) in folder inputs.")
+@click.option("--threads", type=click.IntRange(min=1), default=4, show_default=True, help="Reader threads.")
+@click.pass_context
+def collect(ctx: click.Context, inputs: tuple[Path, ...], out: Path, pattern: str, threads: int) -> None:
+    """Concatenate per-run results files (or folders searched for --pattern) into one Parquet file.
+
+    Every file must have the results schema; a foreign file stops the run with its name and the fields
+    that differ.
+
+    \b
+    Example:
+      dplase collect results/runs --pattern 'metrics*.parquet' --out results/metrics.parquet
+    """
+    from dplase.results import ResultsSchemaError
+    from dplase.results import collect as run_collect
+
+    paths: list[Path] = []
+    for item in inputs:
+        paths += sorted(p for p in item.rglob(pattern) if p.resolve() != out.resolve()) if item.is_dir() \
+            else [item]
+    if not paths:
+        ctx.fail(f"no files matching '{pattern}' found in {', '.join(map(str, inputs))}")
+    start = time.perf_counter()
+    try:
+        run_collect(paths, out, threads=threads)
+    except ResultsSchemaError as err:
+        ctx.fail(str(err))
+    click.echo(f"collected {len(paths)} files into {out} in {time.perf_counter() - start:.2f} s")

@@ -1,0 +1,71 @@
+"""Attribute change (re-scoring): what a direction changes, read by the factor predictor.
+
+For a start image G(z0) and its walked image, the per-factor change is
+- categorical: total-variation distance between the predicted class distributions (0..1);
+- continuous: |Δ value| / (high - low);
+- cyclic: angle between the predicted (cos, sin) embeddings / π (0..1).
+Each factor's change is then normalised by its *reference scale*: the mean change between two unrelated real
+images (random pairs). 1.0 thus means "as much change as swapping for a random image", which makes factors
+of different kinds comparable within the directions x factors matrix.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dplase.metrics.predictor import Predictions
+
+
+def factor_change(spec: dict, before: Predictions, after: Predictions) -> torch.Tensor:
+    """Per-sample change of one factor between two prediction sets (same N, paired)."""
+    name = spec["name"]
+    if spec["kind"] == "categorical":
+        return 0.5 * (after.probs[name] - before.probs[name]).abs().sum(dim=1).double()
+    if name in before.embeddings:
+        a, b = F.normalize(after.embeddings[name], dim=1), F.normalize(before.embeddings[name], dim=1)
+        cos = (a * b).sum(dim=1).clamp(-1, 1)
+        return torch.arccos(cos).double() / math.pi
+    width = max(float(spec["high"]) - float(spec["low"]), 1e-12)
+    return (after.values[name].double() - before.values[name].double()).abs() / width
+
+
+def changes(specs: list[dict], before: Predictions, after: Predictions) -> dict[str, torch.Tensor]:
+    """Per-sample change of every factor."""
+    return {s["name"]: factor_change(s, before, after) for s in specs}
+
+
+def subset(preds: Predictions, index: torch.Tensor | slice) -> Predictions:
+    """Rows ``index`` of a Predictions object."""
+    return Predictions(
+        values={k: v[index] for k, v in preds.values.items()},
+        probs={k: v[index] for k, v in preds.probs.items()},
+        embeddings={k: v[index] for k, v in preds.embeddings.items()},
+    )
+
+
+def reference_scales(specs: list[dict], real: Predictions, n_pairs: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Mean change between random pairs of real images, per factor (the normalisation of the matrix)."""
+    n = len(next(iter(real.values.values())))
+    if n < 2:
+        raise ValueError("reference scales need at least 2 real images")
+    gen = torch.Generator().manual_seed(int(seed))
+    a = torch.randint(n, (n_pairs,), generator=gen)
+    b = (a + torch.randint(1, n, (n_pairs,), generator=gen)) % n  # never the same image twice
+    per = changes(specs, subset(real, a), subset(real, b))
+    return {name: max(float(v.mean()), 1e-12) for name, v in per.items()}
+
+
+def change_matrix(per_direction: list[dict[str, float]], factor_names: list[str]) -> np.ndarray:
+    """K x F matrix from per-direction mean (normalised) changes."""
+    return np.array([[row[name] for name in factor_names] for row in per_direction], dtype=np.float64)
+
+
+def top_share(matrix: np.ndarray) -> np.ndarray:
+    """Per direction: share of its (normalised) change that falls on its top factor (1/F .. 1)."""
+    totals = matrix.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(totals > 0, matrix.max(axis=1) / totals, np.nan)

@@ -1,0 +1,28 @@
+"""RCA (reconstructor classification accuracy, Voynov & Babenko 2020): a label-free interpretability score.
+
+A fresh reconstructor (`dplase.reconstructor`, the same module the ``voynov`` method trains jointly) learns,
+on fixed directions, to tell from an image pair (G(z), G(walk(z, γ_k, ε))) which direction k was applied;
+its accuracy on pairs drawn from a different seed is the score (chance: 1/K).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from dplase.reconstructor import ShiftSampler, WalkFn, reconstructor_accuracy, train_reconstructor
+
+
+def rca(generator, directions: torch.Tensor, walk_fn: WalkFn, steps: int = 400, n_test: int = 1024,
+        seed: int = 0, batch_size: int = 32, shift_scale: float = 6.0, min_shift: float = 0.5,
+        device: str | torch.device = "cpu", progress: bool = True) -> float:
+    """Held-out direction-classification accuracy of a reconstructor trained for ``steps`` steps.
+
+    Training pairs come from ``seed``, test pairs from ``seed + 1`` (disjoint random streams).
+    """
+    if directions.shape[0] < 2:
+        raise ValueError("RCA needs at least 2 directions")
+    shifts = ShiftSampler(scale=shift_scale, min_shift=min_shift)
+    model, _ = train_reconstructor(generator, directions, walk_fn, steps=steps, batch_size=batch_size,
+                                   shifts=shifts, seed=seed, device=device, progress=progress)
+    return reconstructor_accuracy(model, generator, directions, walk_fn, n=n_test, seed=seed + 1,
+                                  shifts=shifts)
