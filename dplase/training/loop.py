@@ -40,9 +40,10 @@ class NonFiniteLossError(FloatingPointError):
 class Preempted(SystemExit):
     """Raised after a pre-emption signal once the checkpoint is safely written (exit code 143)."""
 
-    def __init__(self, step: int, path: Path) -> None:
+    def __init__(self, step: int, path: Path, signum: int | None = None) -> None:
         super().__init__(143)
         self.step, self.path = step, path
+        self.signum = signum  # which signal stopped the run (launchers requeue on SIGUSR2, not on SIGTERM)
 
     def __str__(self) -> str:
         return f"pre-empted at step {self.step}; checkpoint written to {self.path}; rerun to resume"
@@ -167,9 +168,9 @@ def run_loop(
                 save_checkpoint(state, ckpt, kind, meta)
             if flag.signum is not None:
                 if ckpt is None:
-                    raise Preempted(state.step, Path("<no checkpoint path>"))
+                    raise Preempted(state.step, Path("<no checkpoint path>"), flag.signum)
                 log.warning("signal %s: checkpoint saved at step %d", flag.signum, state.step)
-                raise Preempted(state.step, ckpt)
+                raise Preempted(state.step, ckpt, flag.signum)
     return state
 
 
