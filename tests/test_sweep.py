@@ -1,0 +1,260 @@
+"""Config loading, validation messages, sweep expansion, run ids and the runs table (dplase.sweep)."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from dplase.sweep import (
+    PATHS,
+    ConfigError,
+    Run,
+    check_config,
+    expand_runs,
+    load_config,
+    make_run_id,
+    merge_configs,
+    prepare,
+    read_yaml,
+    runs_table,
+    validate_config,
+    write_runs_table,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = ["config/config.yaml", "config/test.yaml", "config/ablation_density.yaml", "config/paper.yaml"]
+
+
+def base_config(**overrides) -> dict:
+    """A small valid config (defaults filled by validation)."""
+    config = {
+        "datasets": {"shapes": {"image_size": 32}},
+        "models": {"dcgan": {"train": {"z_dim": 8, "steps": 5}}},
+        "sweeps": [{"models": ["dcgan"], "datasets": ["shapes"], "methods": ["sefa", "random"],
+                    "params": {"k": 3}}],
+    }
+    config.update(overrides)
+    return config
+
+
+def checked(config: dict) -> dict:
+    validate_config(config)
+    check_config(config)
+    return config
+
+
+# ---------------------------------------------------------------------------------------------- shipped configs
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_shipped_configs_validate_and_expand(name):
+    paths = [ROOT / "config/config.yaml"] + ([ROOT / name] if name != "config/config.yaml" else [])
+    config = load_config(*paths)
+    runs = expand_runs(config)
+    assert runs, name
+    assert len({r.run_id for r in runs}) == len(runs)
+
+
+def test_default_config_has_every_method_and_the_three_dplase_walks():
+    runs = expand_runs(load_config(ROOT / "config/config.yaml"))
+    assert {r.method for r in runs} == {"dplase", "sefa", "ganspace", "voynov", "random", "coordinate"}
+    assert sorted(r.walk for r in runs if r.method == "dplase") == ["learned", "linear", "norm"]
+    assert {r.seed for r in runs} == {0}
+
+
+def test_ablation_config_is_walks_x_lambda_x_zeta_x_3_seeds_x_2_datasets():
+    config = load_config(ROOT / "config/config.yaml", ROOT / "config/ablation_density.yaml")
+    runs = expand_runs(config)
+    grid = config["sweeps"][0]["grid"]
+    assert len(runs) == len(grid["walk"]) * len(grid["lambda"]) * len(grid["zeta"]) * 3 * 2
+    assert {r.walk for r in runs} == {"linear", "norm", "learned"}
+    assert {r.seed for r in runs} == {0, 1, 2} and len({r.dataset for r in runs}) == 2
+
+
+def test_merge_follows_snakemake_semantics():
+    base = {"a": {"x": 1, "y": [1, 2]}, "b": [1], "c": 3}
+    merged = merge_configs(base, {"a": {"y": [9]}, "b": [2, 3]})
+    assert merged == {"a": {"x": 1, "y": [9]}, "b": [2, 3], "c": 3}
+    assert base["a"]["y"] == [1, 2]  # input untouched
+
+
+# ------------------------------------------------------------------------------------------------- defaults
+
+
+def test_validation_fills_every_default_from_the_schema():
+    config = checked({"sweeps": [{"methods": ["sefa"]}]})
+    assert config["device"] == "cpu"
+    assert config["datasets"] == {"shapes": {"name": None, "image_size": 64, "options": {}}}
+    assert config["models"]["dcgan"]["train"]["z_dim"] == 16
+    assert config["evaluation"]["metrics"] == ["attr", "disent", "fid", "density", "rca"]
+    assert config["sweeps"][0]["seeds"] == [0] and config["sweeps"][0]["grid"] == {}
+
+
+def test_every_schema_property_has_a_description_and_a_default():
+    schema = read_yaml(ROOT / "workflow/schemas/config.schema.yaml")
+    missing = []
+
+    def visit(node, path):
+        for name, prop in node.get("properties", {}).items():
+            key = f"{path}.{name}" if path else name
+            if "description" not in prop:
+                missing.append(f"{key}: description")
+            # required keys (sweep methods, include entries' model/dataset/method) have no default by design
+            if "default" not in prop and name not in node.get("required", []):
+                missing.append(f"{key}: default")
+            visit(prop, key)
+        for sub in ("items", "additionalProperties"):
+            if isinstance(node.get(sub), dict):
+                visit(node[sub], path + "[]")
+
+    visit(schema, "")
+    assert not missing
+
+
+# ------------------------------------------------------------------------------------------- bad configs
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key", "message"),
+    [
+        (lambda c: c["models"]["dcgan"]["train"].update(steps=-5), "models.dcgan.train.steps", "minimum of 0"),
+        (lambda c: c["sweeps"][0]["params"].update(steps=-1), "sweeps[0].params.steps", "steps must be >= 0"),
+        (lambda c: c["sweeps"][0].update(models=["dcgan", "biggan"]), "sweeps[0].models[1]", "unknown model 'biggan'"),
+        (lambda c: c["sweeps"][0].update(datasets=["faces"]), "sweeps[0].datasets[0]", "unknown dataset 'faces'"),
+        (lambda c: c["sweeps"][0].update(methods=["sefa", "pca"]), "sweeps[0].methods[1]", "unknown method 'pca'"),
+        (lambda c: c.update(evaluation={"metrics": ["fid", "lpips"]}), "evaluation.metrics[1]",
+         "unknown metric 'lpips'"),
+        (lambda c: c["sweeps"][0]["params"].update(k=9), "sweeps[0].params.k", "K=9 exceeds z_dim=8"),
+        (lambda c: c["sweeps"][0].update(grid={"k": [2, 12]}), "sweeps[0].grid.k", "K=12 exceeds z_dim=8"),
+        (lambda c: c["models"]["dcgan"].update(checkpoint="nowhere/g.pt"), "models.dcgan.checkpoint",
+         "does not exist"),
+        (lambda c: c["datasets"]["shapes"].update(options={"path": "/no/such/folder"}),
+         "datasets.shapes.options.path", "does not exist"),
+        (lambda c: c.update(evaluation={"inception_weights": "/no/inception.pt"}), "evaluation.inception_weights",
+         "does not exist"),
+        (lambda c: c["datasets"].update(faces={}), "datasets.faces", "unknown dataset 'faces'"),
+        (lambda c: c.update(devcie="cuda"), "devcie", "unknown key"),
+        (lambda c: c["models"]["dcgan"]["train"].update(z_dimm=4), "models.dcgan.train.z_dimm",
+         "not a GAN training option"),
+        (lambda c: c["sweeps"][0].update(grid={"walk": ["linear", "sideways"]}), "sweeps[0].grid.walk",
+         "unknown walk 'sideways'"),
+        (lambda c: c["sweeps"][0].update(grid={"walk": ["learned"]}), "sweeps[0].grid.walk",
+         "walk 'learned' needs a learned density correction"),
+        (lambda c: c["sweeps"][0]["params"].update(shift_scale=6.0), "sweeps[0].params.shift_scale",
+         "method 'sefa' has no option 'shift_scale'"),
+        (lambda c: c.update(evaluation={"options": {"n_stepz": 3}}), "evaluation.options.n_stepz",
+         "unknown option"),
+        (lambda c: c["datasets"]["shapes"].update(image_size=48), "datasets.shapes.image_size", "is not one of"),
+        (lambda c: c.update(include=[{"model": "dcgan", "dataset": "shapes", "method": "sefa",
+                                      "params": {"k": 40}}]), "include[0].params.k", "K=40 exceeds"),
+    ],
+)
+def test_bad_config_is_rejected_with_a_message_naming_the_key(mutate, key, message):
+    config = base_config()
+    mutate(config)
+    with pytest.raises(ConfigError, match=message) as info:
+        checked(config)
+    assert info.value.key == key
+    assert str(info.value).startswith(f"config key '{key}'")
+
+
+def test_learned_walk_of_a_baseline_is_fine_once_excluded():
+    config = base_config(exclude=[{"method": "sefa", "walk": "learned"}, {"method": "random", "walk": "learned"}])
+    config["sweeps"][0]["grid"] = {"walk": ["linear", "learned"]}
+    runs = expand_runs(checked(config))
+    assert sorted((r.method, r.walk) for r in runs) == [("random", "linear"), ("sefa", "linear")]
+
+
+# ------------------------------------------------------------------------------------------ expansion, ids
+
+
+def test_expansion_is_the_full_product_minus_exclusions_plus_inclusions():
+    config = base_config(
+        datasets={"shapes": {"image_size": 32}, "digits": {"image_size": 32}},
+        models={"a": {"train": {"z_dim": 8}}, "b": {"train": {"z_dim": 8}}},
+        exclude=[{"model": "b", "method": "random"}, {"k": 3, "seed": 1, "dataset": "digits"}],
+        include=[{"model": "a", "dataset": "shapes", "method": "coordinate", "seed": 7, "params": {"k": 2}}],
+    )
+    config["sweeps"] = [{"methods": ["sefa", "random"], "seeds": [0, 1], "grid": {"k": [2, 3]}}]
+    runs = expand_runs(checked(config))
+    expected = set()
+    for model, ds, method, seed, k in itertools.product("ab", ["shapes", "digits"], ["sefa", "random"], [0, 1],
+                                                         [2, 3]):
+        if (model == "b" and method == "random") or (k == 3 and seed == 1 and ds == "digits"):
+            continue
+        expected.add((model, ds, method, seed, k))
+    expected.add(("a", "shapes", "coordinate", 7, 2))
+    assert {(r.model, r.dataset, r.method, r.seed, r.params["k"]) for r in runs} == expected
+    assert len(runs) == len(expected)
+
+
+def test_run_ids_are_stable_short_and_parameter_hashes():
+    rid = make_run_id("dcgan", "shapes", "dplase", 0, {"k": 6, "walk": "norm", "lambda": 1.0})
+    # a fixed value: changing the hashing would silently move every result path
+    assert rid == make_run_id("dcgan", "shapes", "dplase", 0, {"walk": "norm", "lambda": 1, "k": 6.0})
+    assert rid.startswith("dplase-") and len(rid) == len("dplase-") + 10
+    others = {
+        make_run_id("dcgan", "shapes", "dplase", 1, {"k": 6, "walk": "norm", "lambda": 1.0}),
+        make_run_id("dcgan", "digits", "dplase", 0, {"k": 6, "walk": "norm", "lambda": 1.0}),
+        make_run_id("dcgan", "shapes", "dplase", 0, {"k": 6, "walk": "norm", "lambda": 1.5}),
+        make_run_id("other", "shapes", "dplase", 0, {"k": 6, "walk": "norm", "lambda": 1.0}),
+    }
+    assert rid not in others and len(others) == 4
+
+
+def test_run_id_does_not_depend_on_the_config_file_layout():
+    a = base_config()
+    b = copy.deepcopy(a)
+    b["sweeps"] = [{"methods": ["random"], "grid": {"k": [3]}}, {"methods": ["sefa"], "params": {"k": 3},
+                                                                 "name": "other"}]
+    ids_a = {(r.method, r.run_id) for r in expand_runs(checked(a))}
+    ids_b = {(r.method, r.run_id) for r in expand_runs(checked(b))}
+    assert ids_a == ids_b
+
+
+def test_duplicate_runs_collapse_to_one():
+    config = base_config()
+    config["sweeps"].append(copy.deepcopy(config["sweeps"][0]))
+    assert len(expand_runs(checked(config))) == 2
+
+
+def test_runs_table_round_trips_through_parquet(tmp_path):
+    config = checked(base_config())
+    config["sweeps"][0]["grid"] = {"lambda": [0.5], "zeta": [2.0]}
+    config["sweeps"][0]["methods"] = ["dplase"]
+    runs = expand_runs(config)
+    path = write_runs_table(runs, tmp_path / "runs.parquet")
+    table = pd.read_parquet(path)
+    assert list(table["run_id"]) == [r.run_id for r in runs]
+    row = table.iloc[0]
+    # no walk in the config: the method's default (DP-LaSE: norm)
+    assert (row["method"], row["k"], row["lambda"], row["zeta"], row["walk"]) == ("dplase", 3, 0.5, 2.0, "norm")
+    assert pd.isna(row["layer"])
+    assert yaml.safe_load(row["params"]) == {"k": 3, "lambda": 0.5, "zeta": 2}
+    assert runs_table([]).empty
+
+
+def test_sweep_paths_and_job_parameters():
+    sweep = prepare(checked(base_config()))
+    run = sweep.runs[0]
+    paths = sweep.run_paths(run)
+    assert paths["directions"] == f"results/runs/{run.run_id}/directions.pt"
+    assert paths["generator"] == "results/" + PATHS["generator"].format(dataset="shapes", model="dcgan")
+    assert sweep.trained_generators() == [("dcgan", "shapes")]
+    gan = sweep.gan_params("dcgan", "shapes")
+    assert gan["dataset"] == {"id": "shapes", "name": "shapes", "image_size": 32, "options": {}}
+    assert gan["train"]["z_dim"] == 8
+    assert sweep.discover_params(run.run_id)["run"] == run.to_dict()
+    assert Run(**run.to_dict()).run_id == run.run_id
+    with pytest.raises(KeyError, match="not part of this config"):
+        sweep.run("sefa-0000000000")
+
+
+def test_load_config_reports_a_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nope\.yaml"):
+        load_config(tmp_path / "nope.yaml")
