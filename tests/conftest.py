@@ -26,13 +26,16 @@ def tiny_gan_config():
     return make
 
 
-@pytest.fixture
-def single_thread():
-    """Run a test with one torch thread: tiny ops gain nothing from more, and on a busy shared machine
-    two spinning OpenMP threads make them ~20x slower. The previous setting is restored afterwards."""
+@pytest.fixture(autouse=True, scope="session")
+def _single_threaded_suite():
+    """Run the in-process tests with one torch and one BLAS thread: their models are tiny, so more threads gain
+    nothing, and on a busy 2-core machine spinning OpenMP threads made them 7-20x slower. Subprocess tests
+    (Snakemake, SLURM) set their own thread counts."""
     import torch
+    from threadpoolctl import threadpool_limits
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
+    with threadpool_limits(1):
+        yield
     torch.set_num_threads(before)

@@ -12,7 +12,6 @@ import pytest
 import torch
 from scipy.linalg import subspace_angles
 from sklearn.decomposition import PCA
-from threadpoolctl import threadpool_limits
 
 from dplase.artifacts import load_artifact
 from dplase.directions import DirectionSet
@@ -40,17 +39,6 @@ QUICK = {
     "random": {},
     "coordinate": {},
 }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """On the shared 2-core machine two torch / BLAS threads are several times slower than one
-    (a 104 x 512 SVD: 0.9 s with two OpenBLAS threads under load, 0.02 s with one)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

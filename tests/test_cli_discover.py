@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-import torch
 from click.testing import CliRunner
 from PIL import Image
 
@@ -13,14 +12,6 @@ from dplase.cli.discover import convert_value
 from dplase.directions import DirectionSet
 from dplase.generators.dcgan import DCGANAdapter
 from dplase.generators.registry import save_generator
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

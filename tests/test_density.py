@@ -22,15 +22,6 @@ from dplase.density import (
 from dplase.priors import make_prior
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny networks: extra threads only contend on the shared 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _random_cdf(dim: int = 3, seed: int = 1) -> MonotoneCDF:
     cdf = MonotoneCDF(dim, width=8, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():

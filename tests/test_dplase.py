@@ -29,14 +29,6 @@ from dplase.training.loop import NonFiniteLossError, Preempted
 from dplase.walks import norm_walk, walk_for
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class LinearAdapter(GeneratorAdapter):
     """G1(z) = W z (flat features); G2 reshapes the features to a one-channel image."""
 

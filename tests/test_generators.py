@@ -16,8 +16,6 @@ from dplase.generators.dcgan import DCGANAdapter, DCGANGenerator
 from dplase.priors import PRIOR_NAMES, make_prior
 from dplase.training.gan import build_networks
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 Z_DIM = 6
 CONFIGS = [
     {"image_size": size, "pixelnorm": pixelnorm, "prior": prior, "channels": channels}

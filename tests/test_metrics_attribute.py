@@ -21,16 +21,6 @@ from dplase.priors import GaussianPrior
 SIZE = 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models are tiny: on a shared 2-core machine extra intra-op threads spin more than they compute
-    (measured 7x slower wall time), so this module runs single-threaded and restores the setting after."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 class SpriteGenerator(GeneratorAdapter):
     """z (3-d) -> a square sprite: z0 sets the x position, z1 the scale, z2 the y position."""
 

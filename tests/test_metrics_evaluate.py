@@ -20,16 +20,6 @@ from dplase.results import RESULTS_SCHEMA, read_results
 ARCH = {"z_dim": 8, "image_size": 32, "channels": 1, "width": 8}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models are tiny: on a shared 2-core machine extra intra-op threads spin more than they compute
-    (measured 7x slower wall time), so this module runs single-threaded and restores the setting after."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def setup():
     data = load_dataset("shapes", image_size=32, seed=0)

@@ -13,16 +13,6 @@ from dplase.data import load_dataset
 from dplase.metrics.predictor import FactorPredictor, sample_quality, split_indices, train_predictor
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models are tiny: on a shared 2-core machine extra intra-op threads spin more than they compute
-    (measured 7x slower wall time), so this module runs single-threaded and restores the setting after."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     data = load_dataset("shapes", image_size=32, seed=0)

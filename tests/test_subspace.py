@@ -21,14 +21,6 @@ from dplase.subspace import (
 from dplase.walks import linear_walk
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_threshold_rows_keeps_the_top_mass():
     s = np.array([[0.0, -5.0, 3.0, 2.0], [1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
     out = threshold_rows(s, rho=0.5)

@@ -21,8 +21,6 @@ from dplase.generators import generator_meta, load_generator
 from dplase.training import Preempted
 from dplase.training.gan import GanConfig, ema_decay_at, lr_at, output_paths, train_gan, update_ema
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
     tensors, _ = load_artifact(path, kind="generator")
