@@ -8,17 +8,9 @@ from pathlib import Path
 
 import click
 
+from dplase.cli.options import parse_key_values
+
 METRIC_CHOICES = ("attr", "disent", "fid", "density", "rca")
-
-
-def _parse_options(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
-    options = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got '{item}'", ctx=ctx, param=param)
-        options[key] = value
-    return options
 
 
 def _parse_list(ctx: click.Context, param: click.Parameter, value: str | None, choices: tuple[str, ...]):
@@ -45,7 +37,7 @@ def _parse_list(ctx: click.Context, param: click.Parameter, value: str | None, c
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda:0.")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=500, show_default=True,
               help="Checkpoint interval (PATH.ckpt, removed after success; rerun resumes).")
-@click.option("--data-option", "data_options", multiple=True, callback=_parse_options, metavar="KEY=VALUE",
+@click.option("--data-option", "data_options", multiple=True, callback=parse_key_values, metavar="KEY=VALUE",
               help="Extra dataset option (repeatable), e.g. path=DIR for --dataset folder.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a tqdm progress bar.")
 @click.pass_context

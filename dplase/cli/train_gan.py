@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from dplase.cli.options import parse_key_values
 from dplase.priors import PRIOR_NAMES
 from dplase.training.gan import GanConfig
 
@@ -15,16 +16,6 @@ from dplase.training.gan import GanConfig
 def _default(name: str, text: str) -> str:
     """Help text ending with the GanConfig default of a field (the option itself defaults to None = that)."""
     return f"{text} [default: {GanConfig.__dataclass_fields__[name].default}]."
-
-
-def _parse_options(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
-    options = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got '{item}'", ctx=ctx, param=param)
-        options[key] = value
-    return options
 
 
 @click.command("train-gan")
@@ -52,7 +43,7 @@ def _parse_options(ctx: click.Context, param: click.Parameter, values: tuple[str
               help=_default("checkpoint_every", "Checkpoint interval in steps (0: only on SIGTERM/SIGUSR2)"))
 @click.option("--grid-every", type=click.IntRange(min=0), default=None,
               help=_default("grid_every", "Rewrite PATH.png every N steps (0: only at the end)"))
-@click.option("--data-option", "data_options", multiple=True, callback=_parse_options, metavar="KEY=VALUE",
+@click.option("--data-option", "data_options", multiple=True, callback=parse_key_values, metavar="KEY=VALUE",
               help="Extra dataset option (repeatable), e.g. path=DIR for --dataset folder.")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="torch CPU threads. The default recipe's convolutions are small: more threads gain little, "

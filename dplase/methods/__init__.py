@@ -59,6 +59,20 @@ class MethodSpec:
     fit: Callable[[str, GeneratorAdapter, MethodConfig, FitContext], DirectionSet]
 
 
+def make_direction_set(
+    name: str, generator: GeneratorAdapter, config: MethodConfig, context: FitContext,
+    directions: Any, scores: Any, **fields: Any,
+) -> DirectionSet:
+    """The DirectionSet of a fit, with the provenance every method records (config, walk, layer, seed,
+    generator checksum); ``fields`` sets the rest (channel masks, extra tensors) or overrides the layer."""
+    provenance = {
+        "method": name, "config": dataclasses.asdict(config), "walk": config.walk,
+        "layer": config.layer or generator.default_layer(), "seed": context.seed,
+        "generator_sha256": generator.checkpoint_sha256,
+    }
+    return DirectionSet(directions=directions, scores=scores, **{**provenance, **fields})
+
+
 def get_method(name: str) -> MethodSpec:
     """The spec of a method by name (clear error for an unknown one)."""
     if name not in METHOD_MODULES:

@@ -14,7 +14,6 @@ Scores are the explained-variance ratios.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -24,7 +23,7 @@ from sklearn.decomposition import IncrementalPCA
 
 from dplase.directions import DirectionSet
 from dplase.generators.base import GeneratorAdapter
-from dplase.methods import FitContext, MethodConfig, MethodSpec
+from dplase.methods import FitContext, MethodConfig, MethodSpec, make_direction_set
 from dplase.training.loop import step_generator
 
 SPACES = ("activations", "latent")
@@ -109,16 +108,8 @@ def fit(name: str, generator: GeneratorAdapter, config: GanspaceConfig, context:
     else:
         directions = torch.from_numpy(np.asarray(pca.components_, dtype=np.float64))
     directions = directions / directions.norm(dim=1, keepdim=True)
-    return DirectionSet(
-        directions=directions.float(),
-        scores=torch.from_numpy(np.asarray(pca.explained_variance_ratio_, dtype=np.float64)).float(),
-        method=name,
-        config=dataclasses.asdict(config),
-        walk=config.walk,
-        layer=layer,
-        seed=context.seed,
-        generator_sha256=generator.checkpoint_sha256,
-    )
+    ratios = torch.from_numpy(np.asarray(pca.explained_variance_ratio_, dtype=np.float64)).float()
+    return make_direction_set(name, generator, config, context, directions.float(), ratios, layer=layer)
 
 
 SPEC = MethodSpec(names=("ganspace",), config_cls=GanspaceConfig, fit=fit)

@@ -8,14 +8,13 @@ output unit's weight vector -- a row of our A -- is first scaled to unit norm, s
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
 
 from dplase.directions import DirectionSet
 from dplase.generators.base import GeneratorAdapter
-from dplase.methods import FitContext, MethodConfig, MethodSpec
+from dplase.methods import FitContext, MethodConfig, MethodSpec, make_direction_set
 
 
 @dataclass
@@ -50,16 +49,7 @@ def factorize_weight(weight: torch.Tensor, normalize: bool = True) -> tuple[torc
 def fit(name: str, generator: GeneratorAdapter, config: SefaConfig, context: FitContext) -> DirectionSet:
     """Top-K SeFa directions with their eigenvalues as scores."""
     values, vectors = factorize_weight(generator.latent_projection_weight(), config.normalize)
-    return DirectionSet(
-        directions=vectors[: config.k].float(),
-        scores=values[: config.k].float(),
-        method=name,
-        config=dataclasses.asdict(config),
-        walk=config.walk,
-        layer=config.layer or generator.default_layer(),
-        seed=context.seed,
-        generator_sha256=generator.checkpoint_sha256,
-    )
+    return make_direction_set(name, generator, config, context, vectors[: config.k].float(), values[: config.k].float())
 
 
 SPEC = MethodSpec(names=("sefa",), config_cls=SefaConfig, fit=fit)

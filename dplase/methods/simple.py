@@ -5,14 +5,13 @@ Neither looks at the generator, so their scores carry no ranking: every directio
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
 
 from dplase.directions import DirectionSet
 from dplase.generators.base import GeneratorAdapter
-from dplase.methods import FitContext, MethodConfig, MethodSpec
+from dplase.methods import FitContext, MethodConfig, MethodSpec, make_direction_set
 from dplase.priors import seeded_generator
 
 
@@ -51,16 +50,7 @@ def fit(name: str, generator: GeneratorAdapter, config: SimpleConfig, context: F
         directions = coordinate_axes(config.k, generator.z_dim)
     else:
         raise ValueError(f"simple baselines are 'random' and 'coordinate', got '{name}'")
-    return DirectionSet(
-        directions=directions,
-        scores=torch.ones(config.k),
-        method=name,
-        config=dataclasses.asdict(config),
-        walk=config.walk,
-        layer=config.layer or generator.default_layer(),
-        seed=context.seed,
-        generator_sha256=generator.checkpoint_sha256,
-    )
+    return make_direction_set(name, generator, config, context, directions, torch.ones(config.k))
 
 
 SPEC = MethodSpec(names=("random", "coordinate"), config_cls=SimpleConfig, fit=fit)

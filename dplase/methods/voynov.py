@@ -20,7 +20,7 @@ from torch import nn
 from dplase.artifacts import atomic_write
 from dplase.directions import DirectionSet
 from dplase.generators.base import GeneratorAdapter
-from dplase.methods import FitContext, MethodConfig, MethodSpec
+from dplase.methods import FitContext, MethodConfig, MethodSpec, make_direction_set
 from dplase.priors import seeded_generator
 from dplase.reconstructor import (
     ShiftSampler,
@@ -120,16 +120,7 @@ def fit(name: str, generator: GeneratorAdapter, config: VoynovConfig, context: F
         final = directions().detach()
     scores = per_direction_accuracy(model, generator, final, walk_fn, n=config.n_eval,
                                     seed=context.seed + EVAL_SEED_OFFSET, shifts=shifts)
-    return DirectionSet(
-        directions=final,
-        scores=scores,
-        method=name,
-        config=dataclasses.asdict(config),
-        walk=config.walk,
-        layer=config.layer or generator.default_layer(),
-        seed=context.seed,
-        generator_sha256=generator.checkpoint_sha256,
-    )
+    return make_direction_set(name, generator, config, context, final, scores)
 
 
 SPEC = MethodSpec(names=("voynov",), config_cls=VoynovConfig, fit=fit)
