@@ -71,7 +71,7 @@ def walk_for(directions: DirectionSet, kind: str | None = None, device: str | to
     if kind == "learned":
         from dplase.density import correction_from_state
 
-        if "correction" not in directions.extra and not any(k.startswith("correction.") for k in directions.extra):
+        if "correction" not in directions.extra:
             raise ValueError(
                 f"walk 'learned' needs a learned correction network, but this '{directions.method}' "
                 "DirectionSet has none (fit it with --walk learned)"

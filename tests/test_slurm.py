@@ -249,6 +249,18 @@ def _job_state(job_id: str) -> tuple[str, str]:
     return (out[0], out[1]) if len(out) >= 2 else ("", "")
 
 
+def _wait_for_requeued(proc: subprocess.Popen, job_id: str, timeout: float) -> None:
+    """Wait until ``proc`` (which waits for the requeued job) ends, lifting SLURM's ~2-minute hold on requeued
+    jobs (reason BeginTime) so the test does not sit it out."""
+    deadline = time.time() + timeout
+    while proc.poll() is None:
+        state, reason = _job_state(job_id)
+        if state == "PENDING" and reason == "BeginTime":
+            subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], check=False)
+        assert time.time() < deadline, "the requeued job did not finish"
+        time.sleep(1)
+
+
 @pytest.mark.slurm
 @pytest.mark.parametrize("interrupt", ["scontrol-requeue", "pre-timeout-usr2"])
 def test_preempted_discovery_resumes_from_its_checkpoint(cluster, tmp_path, interrupt):
@@ -279,13 +291,7 @@ def test_preempted_discovery_resumes_from_its_checkpoint(cluster, tmp_path, inte
             subprocess.run(["scontrol", "requeue", job_id], check=True)
         else:  # what SLURM sends slurm_signal_delay_s before the time limit; submitit's handler requeues
             subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
-        deadline = time.time() + 180
-        while proc.poll() is None:
-            state, reason = _job_state(job_id)
-            if state == "PENDING" and reason == "BeginTime":
-                subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], check=False)
-            assert time.time() < deadline, "the requeued job did not finish"
-            time.sleep(1)
+        _wait_for_requeued(proc, job_id, timeout=180)
         output = proc.stdout.read()
     finally:
         if proc.poll() is None:
@@ -499,13 +505,7 @@ def test_snakemake_route_requeued_discovery_resumes_from_its_checkpoint(cluster,
             time.sleep(0.2)
         job_id = _sacct(workdir)["JobID"].iloc[-1]
         subprocess.run(["scontrol", "requeue", job_id], check=True)
-        deadline = time.time() + 300
-        while proc.poll() is None:
-            state, reason = _job_state(job_id)
-            if state == "PENDING" and reason == "BeginTime":  # lift SLURM's requeue hold (see the test above)
-                subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], check=False)
-            assert time.time() < deadline, "the requeued job did not finish"
-            time.sleep(1)
+        _wait_for_requeued(proc, job_id, timeout=300)
         err = proc.stderr.read()
     finally:
         if proc.poll() is None:

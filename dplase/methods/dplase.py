@@ -116,16 +116,14 @@ class DPLaSEConfig(MethodConfig):
             raise ValueError(f"max_step (T) must be a positive number or None (auto), got {self.max_step}")
 
     def density_config(self) -> DensityConfig:
-        return DensityConfig(cdf_width=self.cdf_width, correction_width=self.correction_width,
-                             correction_depth=self.correction_depth, min_slope=self.min_slope, delta=self.delta,
-                             proximity=self.proximity, cdf_lr=self.cdf_lr, correction_lr=self.correction_lr,
-                             batch=self.density_batch)
+        """The learned-density options (same names here, except ``batch`` = ``density_batch``)."""
+        return DensityConfig(**{f.name: getattr(self, "density_batch" if f.name == "batch" else f.name)
+                                for f in dataclasses.fields(DensityConfig)})
 
     def subspace_config(self) -> SubspaceConfig:
-        return SubspaceConfig(steps=self.subspace_steps, batch=self.subspace_batch, lr=self.subspace_lr,
-                              groups=self.subspace_groups, dim=self.subspace_dim, rho=self.subspace_rho,
-                              power=self.subspace_power, w_feat=self.subspace_w_feat, w_img=self.subspace_w_img,
-                              w_sparse=self.subspace_w_sparse, reg=self.subspace_reg)
+        """The channel-subspace options (``subspace_<name>`` here)."""
+        fields = dataclasses.fields(SubspaceConfig)
+        return SubspaceConfig(**{f.name: getattr(self, f"subspace_{f.name}") for f in fields})
 
 
 # ------------------------------------------------------------------------------------------ loss terms
