@@ -26,6 +26,16 @@ def tiny_gan_config():
     return make
 
 
+@pytest.fixture(scope="module")
+def cluster() -> None:
+    """A live SLURM cluster with accounting (tests/test_slurm_*.py); skips, saying why, when none answers."""
+    from slurm_helpers import cluster_problem
+
+    problem = cluster_problem()
+    if problem:
+        pytest.skip(problem)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _single_threaded_suite():
     """Run the in-process tests with one torch and one BLAS thread: their models are tiny, so more threads gain
