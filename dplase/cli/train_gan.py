@@ -62,7 +62,7 @@ def train_gan(ctx: click.Context, dataset: str, out: Path, image_size: str, step
     the same configuration, nothing is done.
 
     \b
-    Example (the default CPU recipe, about 10 minutes on 2 cores):
+    Example (the default CPU recipe, about 3 minutes on one idle core):
       dplase train-gan --dataset shapes --out results/models/shapes-dcgan64.pt --seed 0
     \b
     Quick 32 px run:

@@ -51,8 +51,9 @@ class GanConfig:
     prior: str = "gaussian"
     pixelnorm: bool = False
     steps: int = 3000
-    batch_size: int = 16
-    lr: float = 2e-3
+    batch_size: int = 32
+    #: 1e-3 rather than 2e-3: in paired CPU runs (2 seeds each) it halved the domain FID of the samples
+    lr: float = 1e-3
     #: fraction of the run after which both learning rates fall linearly to 0 (1.0: constant); annealing
     #: damps the late oscillation of G (without it the EMA samples came out blurrier in our CPU runs)
     lr_decay_start: float = 0.5
