@@ -8,11 +8,14 @@ tests one after another in one worker; the helpers below therefore never assume 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -135,6 +138,33 @@ def queued_job_in(workdir: Path) -> str:
            if Path(d).resolve() == workdir.resolve()]
     assert len(ids) == 1, f"expected one queued job in {workdir}, squeue has: {out}"
     return ids[0]
+
+
+@contextlib.contextmanager
+def started(cmd: list[str], **popen_kwargs) -> Iterator[subprocess.Popen]:
+    """``cmd`` running in the background with the commands' environment; killed on the way out if still alive
+    (a failed assertion must not leave a workflow submitting jobs)."""
+    proc = subprocess.Popen(cmd, env=command_env(), text=True, **popen_kwargs)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def wait_for_checkpoint(proc: subprocess.Popen, ckpt: Path, timeout: float = 300) -> None:
+    """Wait until the job that ``proc`` waits for has written its first periodic checkpoint (it is mid-run).
+    The timeout is generous: another test file's jobs may hold the test node's two CPUs a while."""
+    deadline = time.time() + timeout
+    while not ckpt.exists():
+        assert proc.poll() is None and time.time() < deadline, "the job never checkpointed"
+        time.sleep(0.2)
+
+
+def assert_resumed_mid_run(log: str, total_steps: int) -> None:
+    """The job log says the trainer resumed from its checkpoint at a step strictly inside the run."""
+    resumed = re.search(r"resumed from checkpoint \S+directions\.ckpt at step (\d+)", log)
+    assert resumed and 0 < int(resumed.group(1)) < total_steps, log
 
 
 def job_state(job_id: str) -> tuple[str, str]:

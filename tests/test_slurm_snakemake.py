@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -25,14 +24,16 @@ from slurm_helpers import (
     FAST_POLL,
     REPO,
     SNAKEMAKE,
+    assert_resumed_mid_run,
     assert_same_directions,
-    command_env,
     load_sweep_for,
     make_generator,
     needs_workflow,
     sacct_jobs,
     snakemake_in,
+    started,
     sweep_accounting,
+    wait_for_checkpoint,
     wait_for_requeued,
     workflow_dir,
 )
@@ -60,16 +61,11 @@ def test_snakemake_profile_runs_heavy_rules_as_slurm_jobs_with_the_local_result(
     on_slurm = workflow_dir(tmp_path / "slurm")
     local = workflow_dir(tmp_path / "local")
     # the local reference run goes alongside: the SLURM run spends much of its time waiting on the scheduler
-    reference = subprocess.Popen(
-        [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(local), "--cores", "2",
-         "--configfile", *configs], cwd=REPO, env=command_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        text=True)
-    try:
+    local_cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(local), "--cores", "2",
+                 "--configfile", *configs]
+    with started(local_cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as reference:
         snakemake_in(on_slurm, "--profile", "slurm", *FAST_POLL, "--configfile", *configs)
         _, reference_err = reference.communicate(timeout=900)
-    finally:
-        if reference.poll() is None:
-            reference.kill()
     assert reference.returncode == 0, reference_err[-6000:]
 
     jobs = sacct_jobs(on_slurm)
@@ -149,25 +145,16 @@ def test_snakemake_route_requeued_discovery_resumes_from_its_checkpoint(cluster,
     target = f"results/runs/{run.run_id}/directions.pt"
     cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--profile", "slurm",
            "--configfile", str(config), *FAST_POLL, target]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=command_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
     ckpt = workdir / f"results/runs/{run.run_id}/directions.ckpt"
-    try:
-        deadline = time.time() + 300
-        while not ckpt.exists():
-            assert proc.poll() is None and time.time() < deadline, "the job never checkpointed"
-            time.sleep(0.2)
+    with started(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as proc:
+        wait_for_checkpoint(proc, ckpt)
         job_id = sacct_jobs(workdir)["JobID"].iloc[-1]
         subprocess.run(["scontrol", "requeue", job_id], check=True)
         wait_for_requeued(proc, job_id, timeout=300)
         err = proc.stderr.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 0, err[-4000:]
     log = (workdir / f"results/logs/discover_directions/{run.run_id}.log").read_text()
-    resumed = re.search(r"resumed from checkpoint \S+directions\.ckpt at step (\d+)", log)
-    assert resumed and 0 < int(resumed.group(1)) < 150, log
+    assert_resumed_mid_run(log, total_steps=150)
     assert "REQUEUED" in set(sweep_accounting(workdir, requeues=True)["State"])
     threads = torch.get_num_threads()
     try:

@@ -18,7 +18,6 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -27,15 +26,17 @@ import torch
 import yaml
 from slurm_helpers import (
     REPO,
+    assert_resumed_mid_run,
     assert_same_directions,
-    command_env,
     load_sweep_file,
     make_generator,
     queued_job_in,
     run_command,
+    started,
     sweep_accounting,
     sweep_command,
     sweep_config,
+    wait_for_checkpoint,
     wait_for_requeued,
 )
 
@@ -155,13 +156,9 @@ def test_preempted_discovery_resumes_from_its_checkpoint(cluster, tmp_path, inte
     workdir = tmp_path / "w"
     workdir.mkdir()
     ckpt = workdir / Path(sweep.run_paths(run)["directions"]).with_suffix(".ckpt")
-    proc = subprocess.Popen(sweep_command(config, "slurm"), cwd=workdir, env=command_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.time() + 300  # generous: another test's jobs may hold the node's two CPUs a while
-        while not ckpt.exists():  # the first periodic checkpoint: the trainer is mid-run
-            assert proc.poll() is None and time.time() < deadline, "the job never checkpointed"
-            time.sleep(0.2)
+    with started(sweep_command(config, "slurm"), cwd=workdir, stdout=subprocess.PIPE,
+                 stderr=subprocess.STDOUT) as proc:
+        wait_for_checkpoint(proc, ckpt)
         job_id = queued_job_in(workdir)
         if interrupt == "scontrol-requeue":
             subprocess.run(["scontrol", "requeue", job_id], check=True)
@@ -169,13 +166,9 @@ def test_preempted_discovery_resumes_from_its_checkpoint(cluster, tmp_path, inte
             subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
         wait_for_requeued(proc, job_id, timeout=180)
         output = proc.stdout.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 0, output
     log = (workdir / "results" / "logs" / "submitit" / f"{job_id}_0_log.out").read_text()
-    resumed = re.search(r"resumed from checkpoint \S+directions\.ckpt at step (\d+)", log)
-    assert resumed and 0 < int(resumed.group(1)) < 150, log
+    assert_resumed_mid_run(log, total_steps=150)
     assert "pre-empted at step" in log
     starts = sweep_accounting(workdir, requeues=True)
     assert list(starts["State"]) == ["REQUEUED", "COMPLETED"], starts
