@@ -115,6 +115,21 @@ def assert_same_directions(a: Path, b: Path) -> None:
     assert torch.equal(tensors_a["scores"], tensors_b["scores"])
 
 
+def reference_discovery(sweep, run_id: str, generator: Path, out_dir: Path) -> Path:
+    """Run ``run_id``'s discovery in this process with one thread, as its job does, writing
+    ``out_dir``/directions.pt and losses.parquet: the uninterrupted run the routes' results must equal."""
+    from dplase.jobs import discover_job
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        discover_job(**sweep.discover_params(run_id), generator=str(generator),
+                     out=str(out_dir / "directions.pt"), losses=str(out_dir / "losses.parquet"))
+    finally:
+        torch.set_num_threads(threads)
+    return out_dir
+
+
 def sweep_command(config: Path, cluster: str, *extra: str) -> list[str]:
     return [DPLASE, "sweep", "--config", str(config), "--base-config", "", "--cluster", cluster,
             "--stage", "discover_directions", "--no-collect", "--profile", str(REPO / "profiles" / "slurm"), *extra]

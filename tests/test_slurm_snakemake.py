@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 import yaml
 from slurm_helpers import (
     FAST_POLL,
@@ -29,6 +28,7 @@ from slurm_helpers import (
     load_sweep_for,
     make_generator,
     needs_workflow,
+    reference_discovery,
     sacct_jobs,
     snakemake_in,
     started,
@@ -140,7 +140,8 @@ def test_snakemake_route_requeued_discovery_resumes_from_its_checkpoint(cluster,
                            "seeds": [0], "params": {"k": 3, "steps": 150}}]}
     config = tmp_path / "overlay.yaml"
     config.write_text(yaml.safe_dump(overlay))
-    run = load_sweep_for(config).runs[0]
+    sweep = load_sweep_for(config)
+    run = sweep.runs[0]
     workdir = workflow_dir(tmp_path / "w")
     target = f"results/runs/{run.run_id}/directions.pt"
     cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--profile", "slurm",
@@ -156,14 +157,5 @@ def test_snakemake_route_requeued_discovery_resumes_from_its_checkpoint(cluster,
     log = (workdir / f"results/logs/discover_directions/{run.run_id}.log").read_text()
     assert_resumed_mid_run(log, total_steps=150)
     assert "REQUEUED" in set(sweep_accounting(workdir, requeues=True)["State"])
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        from dplase.jobs import discover_job
-
-        sweep = load_sweep_for(config)
-        discover_job(**sweep.discover_params(run.run_id), generator=str(generator),
-                     out=str(tmp_path / "ref" / "directions.pt"), losses=str(tmp_path / "ref" / "losses.parquet"))
-    finally:
-        torch.set_num_threads(threads)
+    reference_discovery(sweep, run.run_id, generator, tmp_path / "ref")
     assert_same_directions(workdir / target, tmp_path / "ref" / "directions.pt")

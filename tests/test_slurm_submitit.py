@@ -31,6 +31,7 @@ from slurm_helpers import (
     load_sweep_file,
     make_generator,
     queued_job_in,
+    reference_discovery,
     run_command,
     started,
     sweep_accounting,
@@ -61,7 +62,6 @@ def test_profile_names_the_test_clusters_account_and_partition():
 
 def test_debug_route_runs_the_rule_functions_and_skips_done_work(tmp_path, monkeypatch):
     """In-process route: same files as calling dplase.jobs.discover_job directly; a rerun submits nothing."""
-    from dplase.jobs import discover_job
     from dplase.launch import launch
 
     generator = make_generator(tmp_path / "g.pt")
@@ -69,13 +69,11 @@ def test_debug_route_runs_the_rule_functions_and_skips_done_work(tmp_path, monke
     sweep = load_sweep_file(config)
     monkeypatch.chdir(tmp_path)
     threads = torch.get_num_threads()
-    try:
+    try:  # run_task sets the task's thread count in this process
         report = launch(sweep, "debug", stages=["discover_directions"], collect=False, echo=lambda s: None)
         assert [o.state for o in report.outcomes] == ["done", "done"], report.summary()
         run = sweep.runs[1]
-        torch.set_num_threads(1)
-        discover_job(**sweep.discover_params(run.run_id), generator=str(generator), out="ref/directions.pt",
-                     losses="ref/losses.parquet")
+        reference_discovery(sweep, run.run_id, generator, tmp_path / "ref")
         again = launch(sweep, "debug", stages=["discover_directions"], collect=False, echo=lambda s: None)
     finally:
         torch.set_num_threads(threads)
@@ -147,8 +145,6 @@ def test_preempted_discovery_resumes_from_its_checkpoint(cluster, tmp_path, inte
     SLURM holds a requeued job for about two minutes (BeginTime); the test lifts the hold with
     `scontrol update StartTime=now` so it runs at once, which changes nothing else.
     """
-    from dplase.jobs import discover_job
-
     generator = make_generator(tmp_path / "g.pt")
     config = sweep_config(tmp_path / "c.yaml", {"tiny": generator}, ["voynov"], [0], {"k": 3, "steps": 150})
     sweep = load_sweep_file(config)
@@ -173,13 +169,7 @@ def test_preempted_discovery_resumes_from_its_checkpoint(cluster, tmp_path, inte
     starts = sweep_accounting(workdir, requeues=True)
     assert list(starts["State"]) == ["REQUEUED", "COMPLETED"], starts
     assert not ckpt.exists()  # removed after success
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        discover_job(**sweep.discover_params(run.run_id), generator=str(generator),
-                     out=str(tmp_path / "ref" / "directions.pt"), losses=str(tmp_path / "ref" / "losses.parquet"))
-    finally:
-        torch.set_num_threads(threads)
+    reference_discovery(sweep, run.run_id, generator, tmp_path / "ref")
     assert_same_directions(workdir / sweep.run_paths(run)["directions"], tmp_path / "ref" / "directions.pt")
     pd.testing.assert_frame_equal(pd.read_parquet(workdir / sweep.run_paths(run)["losses"]),
                                   pd.read_parquet(tmp_path / "ref" / "losses.parquet"))

@@ -92,21 +92,20 @@ def plan_tasks(sweep: Sweep, stages: Sequence[str] = STAGES, workdir: str | os.P
                 "train_factor_predictor", dataset, "dplase.jobs:train_predictor_job",
                 {**sweep.predictor_params(dataset), "out": out}, (), (out,),
                 workdir, **_resources(config, "train_factor_predictor")))
-    for run in sweep.runs:
-        paths = sweep.run_paths(run)
-        if "discover_directions" in stages:
+    run_paths = {run.run_id: sweep.run_paths(run) for run in sweep.runs}
+    if "discover_directions" in stages:
+        for run_id, paths in run_paths.items():
             tasks.append(Task(
-                "discover_directions", run.run_id, "dplase.jobs:discover_job",
-                {**sweep.discover_params(run.run_id), "generator": paths["generator"], "out": paths["directions"],
+                "discover_directions", run_id, "dplase.jobs:discover_job",
+                {**sweep.discover_params(run_id), "generator": paths["generator"], "out": paths["directions"],
                  "losses": paths["losses"]},
                 (paths["generator"],), (paths["directions"], paths["losses"]),
                 workdir, **_resources(config, "discover_directions")))
-    for run in sweep.runs:
-        paths = sweep.run_paths(run)
-        if "evaluate_walks" in stages:
+    if "evaluate_walks" in stages:
+        for run_id, paths in run_paths.items():
             tasks.append(Task(
-                "evaluate_walks", run.run_id, "dplase.jobs:evaluate_job",
-                {**sweep.evaluate_params(run.run_id), "generator": paths["generator"],
+                "evaluate_walks", run_id, "dplase.jobs:evaluate_job",
+                {**sweep.evaluate_params(run_id), "generator": paths["generator"],
                  "directions": paths["directions"], "predictor": paths["predictor"], "out": paths["run_metrics"]},
                 (paths["generator"], paths["directions"], paths["predictor"]), (paths["run_metrics"],),
                 workdir, **_resources(config, "evaluate_walks")))

@@ -82,17 +82,18 @@ class DPLaSEConfig(MethodConfig):
     score_samples: int = 256
     # channel subspaces
     subspace: bool = False
-    subspace_steps: int = 200
-    subspace_batch: int = 8
-    subspace_lr: float = 1e-2
-    subspace_groups: int = 6
-    subspace_dim: int = 12
-    subspace_rho: float = 0.3
-    subspace_power: float = 3.0
-    subspace_w_feat: float = 1.0
-    subspace_w_img: float = 1.0
-    subspace_w_sparse: float = 1e-2
-    subspace_reg: str = "l2"
+    # subspace_<name> is SubspaceConfig.<name> (see `subspace_config`); the defaults live there
+    subspace_steps: int = SubspaceConfig.steps
+    subspace_batch: int = SubspaceConfig.batch
+    subspace_lr: float = SubspaceConfig.lr
+    subspace_groups: int = SubspaceConfig.groups
+    subspace_dim: int = SubspaceConfig.dim
+    subspace_rho: float = SubspaceConfig.rho
+    subspace_power: float = SubspaceConfig.power
+    subspace_w_feat: float = SubspaceConfig.w_feat
+    subspace_w_img: float = SubspaceConfig.w_img
+    subspace_w_sparse: float = SubspaceConfig.w_sparse
+    subspace_reg: str = SubspaceConfig.reg
 
     def __post_init__(self) -> None:
         choices = {"walk": (self.walk, WALK_TYPES), "estimator": (self.estimator, ESTIMATORS),
