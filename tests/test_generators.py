@@ -6,27 +6,31 @@ import pickle
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from dplase.artifacts import ArtifactError, save_artifact, sha256_file, sha256_tensors
 from dplase.directions import DirectionSet
 from dplase.generators import load_generator, save_generator
-from dplase.generators.dcgan import DCGANAdapter, DCGANGenerator
+from dplase.generators.dcgan import DCGANAdapter, DCGANDiscriminator, DCGANGenerator, MinibatchStd
 from dplase.priors import PRIOR_NAMES, make_prior
 from dplase.training.gan import build_networks
 
 Z_DIM = 6
 CONFIGS = [
-    {"image_size": size, "pixelnorm": pixelnorm, "prior": prior, "channels": channels}
+    {"image_size": size, "pixelnorm": pixelnorm, "prior": prior, "channels": channels, "hidden": hidden}
     for size, channels in ((32, 1), (64, 3))
     for pixelnorm in (False, True)
     for prior in PRIOR_NAMES
+    for hidden in ((0, 16) if prior == "gaussian" else (0,))  # with and without G's hidden layer
 ]
 
 
-def _adapter(image_size: int, pixelnorm: bool, prior: str, channels: int, seed: int = 0) -> DCGANAdapter:
-    arch = {"z_dim": Z_DIM, "image_size": image_size, "channels": channels, "width": 4, "pixelnorm": pixelnorm}
+def _adapter(image_size: int, pixelnorm: bool, prior: str, channels: int, hidden: int = 0,
+             seed: int = 0) -> DCGANAdapter:
+    arch = {"z_dim": Z_DIM, "image_size": image_size, "channels": channels, "width": 4, "pixelnorm": pixelnorm,
+            "hidden": hidden}
     adapter = DCGANAdapter.build(arch, prior={"name": prior, "dim": Z_DIM}, seed=seed)
     _randomise_bn_statistics(adapter.net, seed)
     return adapter
@@ -36,7 +40,7 @@ def _randomise_bn_statistics(net: torch.nn.Module, seed: int) -> None:
     """Give BatchNorm non-trivial running statistics, as after training (init has mean 0, var 1)."""
     gen = torch.Generator().manual_seed(seed + 1)
     for module in net.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             module.running_mean.copy_(torch.randn(module.num_features, generator=gen) * 0.1)
             module.running_var.copy_(torch.rand(module.num_features, generator=gen) + 0.5)
 
@@ -52,7 +56,7 @@ def _cases() -> list[tuple[dict, str]]:
 def _case_id(case: tuple[dict, str]) -> str:
     config, layer = case
     pn = "pn" if config["pixelnorm"] else "plain"
-    return f"{config['image_size']}px-{pn}-{config['prior']}-{layer}"
+    return f"{config['image_size']}px-{pn}-{config['prior']}-h{config['hidden']}-{layer}"
 
 
 @pytest.mark.parametrize("case", _cases(), ids=_case_id)
@@ -75,14 +79,15 @@ def test_adapter_contract(case: tuple[dict, str]) -> None:
     torch.testing.assert_close(adapter.generate(z, batch_size=2), image)  # batching changes nothing (eval BN)
 
 
-@pytest.mark.parametrize("config", CONFIGS[:3] + CONFIGS[6:9], ids=lambda c: f"{c['image_size']}px-{c['prior']}")
+@pytest.mark.parametrize("config", [c for c in CONFIGS if not c["pixelnorm"]],
+                         ids=lambda c: f"{c['image_size']}px-{c['prior']}-h{c['hidden']}")
 def test_adapter_metadata(config: dict) -> None:
     adapter = _adapter(**config)
     assert adapter.layers == [f"block{i}" for i in range(len(adapter.layers))]
     assert adapter.default_layer() == "block0"
     assert adapter.prior.name == config["prior"] and adapter.prior.dim == Z_DIM
     weight = adapter.latent_projection_weight()
-    assert weight.shape == (4 * 2 ** (len(adapter.layers) - 1) * 16, Z_DIM)
+    assert weight.shape == (config["hidden"] or 4 * 2 ** (len(adapter.layers) - 1) * 16, Z_DIM)
     # the projection really is the first map: changing it changes block0 features
     z = adapter.sample_latents(3, seed=0)
     before = adapter.features(z, "block0").clone()
@@ -129,6 +134,38 @@ def test_trainer_init_is_seeded_and_leaves_global_rng_alone() -> None:
     assert not torch.equal(g1.project.weight, g3.project.weight)
 
 
+def test_minibatch_std_channel_matches_numpy() -> None:
+    x = torch.randn(5, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    out = MinibatchStd()(x)
+    assert out.shape == (5, 4, 4, 4)
+    assert torch.equal(out[:, :3], x)
+    expected = float(np.std(x.numpy().astype(np.float64), axis=0).mean())  # population std per feature
+    torch.testing.assert_close(out[:, 3], torch.full((5, 4, 4), expected), rtol=1e-5, atol=1e-6)
+    alone = x[:1].clone().requires_grad_(True)  # one image: no spread; value ~0 and a finite gradient
+    spread = MinibatchStd()(alone)[:, 3]
+    assert spread.abs().max() < 1e-3
+    spread.sum().backward()
+    assert torch.isfinite(alone.grad).all()
+
+
+@pytest.mark.parametrize("hidden", [0, 8])
+def test_discriminator_sees_the_batch_only_with_minibatch_std(hidden: int) -> None:
+    x = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    for mbstd in (False, True):
+        torch.manual_seed(0)
+        disc = DCGANDiscriminator(image_size=32, channels=1, width=4, hidden=hidden, mbstd=mbstd)
+        with_other = disc(x)[0]  # the first image beside a different one
+        with_copy = disc(torch.cat([x[:1], x[:1]]))[0]  # beside a copy of itself: zero spread
+        assert torch.isclose(with_other, with_copy).item() is (not mbstd)
+
+
+def test_negative_hidden_size_is_refused() -> None:
+    with pytest.raises(ValueError, match="hidden must be >= 0, got -1"):
+        DCGANGenerator(z_dim=4, image_size=32, width=4, hidden=-1)
+    with pytest.raises(ValueError, match="hidden must be >= 0, got -2"):
+        DCGANDiscriminator(image_size=32, width=4, hidden=-2)
+
+
 # ---------------------------------------------------------------------------------------------- checkpoints
 
 
@@ -139,6 +176,7 @@ def _save(path: Path, adapter: DCGANAdapter, arch: dict) -> Path:
 
 @pytest.fixture
 def saved(tmp_path: Path) -> tuple[Path, DCGANAdapter]:
+    # no "hidden" key: the architecture record of generators saved before that option existed
     arch = {"z_dim": Z_DIM, "image_size": 32, "channels": 1, "width": 4, "pixelnorm": False}
     adapter = DCGANAdapter.build(arch, prior={"name": "uniform", "dim": Z_DIM}, seed=2)
     _randomise_bn_statistics(adapter.net, 2)

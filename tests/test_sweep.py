@@ -95,6 +95,15 @@ def test_validation_fills_every_default_from_the_schema():
     assert config["sweeps"][0]["seeds"] == [0] and config["sweeps"][0]["grid"] == {}
 
 
+def test_schema_gan_recipe_defaults_are_gan_config_defaults():
+    from dplase.training.gan import GanConfig
+
+    schema = read_yaml(ROOT / "workflow/schemas/config.schema.yaml")
+    train = schema["properties"]["models"]["additionalProperties"]["properties"]["train"]["properties"]
+    defaults = GanConfig()
+    assert {name: prop["default"] for name, prop in train.items()} == {name: getattr(defaults, name) for name in train}
+
+
 def test_every_schema_property_has_a_description_and_a_default():
     schema = read_yaml(ROOT / "workflow/schemas/config.schema.yaml")
     missing = []

@@ -56,7 +56,8 @@ def test_smoke_run_writes_artifact_grid_and_losses(tmp_path: Path, tiny_gan_conf
     assert meta["config_hash"] == config.hash() and meta["config"]["lr"] == config.lr
     assert (meta["dataset"], meta["image_size"], meta["seed"], meta["steps"]) == ("shapes", 32, 0, 6)
     assert meta["prior"] == {"name": "gaussian", "dim": 8}
-    assert meta["arch"] == {"z_dim": 8, "image_size": 32, "channels": 1, "width": 4, "pixelnorm": False}
+    assert meta["arch"] == {"z_dim": 8, "image_size": 32, "channels": 1, "width": 4, "pixelnorm": False,
+                            "hidden": config.hidden}
     assert meta["package_version"] and len(meta["weights_sha256"]) == 64
 
     with Image.open(paths["grid"]) as grid:  # 8 x 8 cells of 32 px, upscaled x2, with padding
@@ -75,7 +76,7 @@ def test_training_changes_the_weights_and_ema_differs(tmp_path: Path, tiny_gan_c
 
 def _arch(config: GanConfig) -> dict:
     return {"z_dim": config.z_dim, "image_size": config.image_size, "channels": 1, "width": config.width,
-            "pixelnorm": config.pixelnorm}
+            "pixelnorm": config.pixelnorm, "hidden": config.hidden}
 
 
 def test_same_seed_same_weights_other_seed_differs(tmp_path: Path, tiny_gan_config, shapes32) -> None:

@@ -32,21 +32,42 @@ def _n_upsamples(image_size: int) -> int:
     return int(math.log2(image_size // 4))
 
 
-class DCGANGenerator(nn.Module):
-    """z -> Linear -> 4x4 maps -> (ConvTranspose, BN, ReLU) blocks -> conv -> tanh.
+class MinibatchStd(nn.Module):
+    """Append one channel holding the batch's mean feature standard deviation (as in PGGAN).
 
-    Split points: ``block0`` (4x4, after the projection), ``block1`` ... (each upsampling block).
+    It lets the discriminator see how varied a batch is, so a generator that drops a mode (in our CPU runs:
+    the squares of the shapes dataset) is easier to catch.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # sqrt(var + eps), not std(): the gradient of std is NaN where a batch has no spread at all
+        std = (x.var(dim=0, unbiased=False) + 1e-8).sqrt().mean()
+        return torch.cat([x, std.expand(x.shape[0], 1, *x.shape[2:])], dim=1)
+
+
+class DCGANGenerator(nn.Module):
+    """z -> Linear [-> BN, ReLU, Linear] -> 4x4 maps -> (ConvTranspose, BN, ReLU) blocks -> conv -> tanh.
+
+    ``hidden`` > 0 inserts a fully connected hidden layer of that size between z and the 4x4 maps (as in
+    InfoGAN's dSprites generator): with it the generator separates the discrete shapes far better.
+    ``project`` is always the first layer applied to z. Split points: ``block0`` (4x4, after the
+    projection), ``block1`` ... (each upsampling block).
     """
 
     def __init__(self, z_dim: int = 64, image_size: int = 64, channels: int = 1, width: int = 32,
-                 pixelnorm: bool = False) -> None:
+                 pixelnorm: bool = False, hidden: int = 0) -> None:
         super().__init__()
         n_up = _n_upsamples(image_size)
+        if hidden < 0:
+            raise ValueError(f"hidden must be >= 0, got {hidden}")
         self.z_dim, self.image_size, self.channels = z_dim, image_size, channels
         widths = [width * 2 ** (n_up - 1 - i) for i in range(n_up)] + [width]
         widths = [max(w, width) for w in widths]
         self.input_norm = PixelNorm() if pixelnorm else nn.Identity()
-        self.project = nn.Linear(z_dim, widths[0] * 16)
+        self.project = nn.Linear(z_dim, hidden or widths[0] * 16)
+        self.hidden: nn.Module = nn.Identity()
+        if hidden:
+            self.hidden = nn.Sequential(nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, widths[0] * 16))
         self.block0 = nn.Sequential(nn.Unflatten(1, (widths[0], 4, 4)), nn.BatchNorm2d(widths[0]), nn.ReLU())
         self.blocks = nn.ModuleList()
         for i in range(n_up - 1):
@@ -68,7 +89,7 @@ class DCGANGenerator(nn.Module):
 
     def features(self, z: torch.Tensor, layer: str) -> torch.Tensor:
         idx = self._index(layer)
-        f = self.block0(self.project(self.input_norm(z)))
+        f = self.block0(self.hidden(self.project(self.input_norm(z))))
         for block in self.blocks[:idx]:
             f = block(f)
         return f
@@ -84,10 +105,17 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    """Strided convolutions with LeakyReLU (no normalisation, so R1 / gradient penalties are well defined)."""
+    """Strided convolutions with LeakyReLU (no normalisation, so R1 / gradient penalties are well defined).
 
-    def __init__(self, image_size: int = 64, channels: int = 1, width: int = 32) -> None:
+    ``mbstd`` appends a minibatch standard-deviation channel before the head; ``hidden`` > 0 makes the head
+    two fully connected layers (that size, LeakyReLU) instead of one.
+    """
+
+    def __init__(self, image_size: int = 64, channels: int = 1, width: int = 32, hidden: int = 0,
+                 mbstd: bool = False) -> None:
         super().__init__()
+        if hidden < 0:
+            raise ValueError(f"hidden must be >= 0, got {hidden}")
         n_down = _n_upsamples(image_size)
         layers: list[nn.Module] = []
         c_in = channels
@@ -96,10 +124,13 @@ class DCGANDiscriminator(nn.Module):
             layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.LeakyReLU(0.2)]
             c_in = c_out
         self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(c_in * 16, 1)
+        self.batch_stat: nn.Module = MinibatchStd() if mbstd else nn.Identity()
+        n_in = (c_in + int(mbstd)) * 16
+        self.head = (nn.Sequential(nn.Linear(n_in, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 1)) if hidden
+                     else nn.Linear(n_in, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x).flatten(1)).squeeze(1)
+        return self.head(self.batch_stat(self.features(x)).flatten(1)).squeeze(1)
 
 
 class DCGANAdapter(GeneratorAdapter):

@@ -50,8 +50,12 @@ class GanConfig:
     width: int = 16
     prior: str = "gaussian"
     pixelnorm: bool = False
-    steps: int = 3000
-    batch_size: int = 32
+    #: size of the fully connected hidden layer of G (between z and the 4x4 maps) and of D's head; 0: none
+    hidden: int = 256
+    #: minibatch standard-deviation channel in D (without it our CPU runs dropped most squares)
+    mbstd: bool = True
+    steps: int = 14000
+    batch_size: int = 16
     #: 1e-3 rather than 2e-3: in paired CPU runs (2 seeds each) it halved the domain FID of the samples
     lr: float = 1e-3
     #: fraction of the run after which both learning rates fall linearly to 0 (1.0: constant); annealing
@@ -71,7 +75,7 @@ class GanConfig:
         self.betas = (float(self.betas[0]), float(self.betas[1]))
         checks = {
             "steps": self.steps >= 0, "batch_size": self.batch_size >= 1, "width": self.width >= 1,
-            "z_dim": self.z_dim >= 1, "lr": self.lr > 0, "r1_gamma": self.r1_gamma >= 0,
+            "z_dim": self.z_dim >= 1, "hidden": self.hidden >= 0, "lr": self.lr > 0, "r1_gamma": self.r1_gamma >= 0,
             "r1_every": self.r1_every >= 1, "ema_decay": 0 <= self.ema_decay < 1,
             "lr_decay_start": 0 <= self.lr_decay_start <= 1,
             "checkpoint_every": self.checkpoint_every >= 0, "grid_every": self.grid_every >= 0,
@@ -102,12 +106,16 @@ def output_paths(out: str | os.PathLike) -> dict[str, Path]:
             "losses": out.with_suffix(".losses.parquet")}
 
 
-def build_networks(arch: dict[str, Any], seed: int) -> tuple[DCGANGenerator, DCGANDiscriminator]:
-    """Generator and discriminator initialised from ``seed`` without touching the global RNG state."""
+def build_networks(arch: dict[str, Any], seed: int, mbstd: bool = False) -> tuple[DCGANGenerator, DCGANDiscriminator]:
+    """Generator and discriminator initialised from ``seed`` without touching the global RNG state.
+
+    The discriminator mirrors the generator's ``image_size``, ``channels``, ``width`` and ``hidden``.
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         gen = DCGANGenerator(**arch)
-        disc = DCGANDiscriminator(image_size=arch["image_size"], channels=arch["channels"], width=arch["width"])
+        disc = DCGANDiscriminator(image_size=arch["image_size"], channels=arch["channels"], width=arch["width"],
+                                  hidden=arch.get("hidden", 0), mbstd=mbstd)
     return gen, disc
 
 
@@ -140,12 +148,14 @@ class GanTrainer:
         self.config, self.dataset, self.device = config, dataset, torch.device(device)
         self.prior = make_prior(config.prior, config.z_dim)
         self.arch = {"z_dim": config.z_dim, "image_size": config.image_size, "channels": int(dataset.channels),
-                     "width": config.width, "pixelnorm": config.pixelnorm}
-        gen, disc = build_networks(self.arch, config.seed)
+                     "width": config.width, "pixelnorm": config.pixelnorm, "hidden": config.hidden}
+        gen, disc = build_networks(self.arch, config.seed, mbstd=config.mbstd)
         self.gen, self.disc = gen.to(self.device).train(), disc.to(self.device).train()
         self.ema = copy.deepcopy(self.gen).eval().requires_grad_(False)
-        self.opt_g = torch.optim.Adam(self.gen.parameters(), lr=config.lr, betas=config.betas)
-        self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=config.lr, betas=config.betas)
+        # the fused kernel updates all tensors in one pass: ~10% faster steps on CPU for the default recipe
+        fused = self.device.type in ("cpu", "cuda")
+        self.opt_g = torch.optim.Adam(self.gen.parameters(), lr=config.lr, betas=config.betas, fused=fused)
+        self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=config.lr, betas=config.betas, fused=fused)
         self.state = LoopState({"generator": self.gen, "discriminator": self.disc, "ema": self.ema,
                                 "opt_g": self.opt_g, "opt_d": self.opt_d})
 
