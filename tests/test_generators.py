@@ -40,7 +40,7 @@ def _randomise_bn_statistics(net: torch.nn.Module, seed: int) -> None:
     """Give BatchNorm non-trivial running statistics, as after training (init has mean 0, var 1)."""
     gen = torch.Generator().manual_seed(seed + 1)
     for module in net.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+        if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
             module.running_mean.copy_(torch.randn(module.num_features, generator=gen) * 0.1)
             module.running_var.copy_(torch.rand(module.num_features, generator=gen) + 0.5)
 

@@ -106,6 +106,12 @@ def output_paths(out: str | os.PathLike) -> dict[str, Path]:
             "losses": out.with_suffix(".losses.parquet")}
 
 
+def generator_arch(config: GanConfig, channels: int) -> dict[str, Any]:
+    """`DCGANGenerator` keyword arguments of ``config`` (what the artifact records as ``arch``)."""
+    return {"z_dim": config.z_dim, "image_size": config.image_size, "channels": channels, "width": config.width,
+            "pixelnorm": config.pixelnorm, "hidden": config.hidden}
+
+
 def build_networks(arch: dict[str, Any], seed: int, mbstd: bool = False) -> tuple[DCGANGenerator, DCGANDiscriminator]:
     """Generator and discriminator initialised from ``seed`` without touching the global RNG state.
 
@@ -147,8 +153,7 @@ class GanTrainer:
     def __init__(self, config: GanConfig, dataset: Any, device: str | torch.device = "cpu") -> None:
         self.config, self.dataset, self.device = config, dataset, torch.device(device)
         self.prior = make_prior(config.prior, config.z_dim)
-        self.arch = {"z_dim": config.z_dim, "image_size": config.image_size, "channels": int(dataset.channels),
-                     "width": config.width, "pixelnorm": config.pixelnorm, "hidden": config.hidden}
+        self.arch = generator_arch(config, int(dataset.channels))
         gen, disc = build_networks(self.arch, config.seed, mbstd=config.mbstd)
         self.gen, self.disc = gen.to(self.device).train(), disc.to(self.device).train()
         self.ema = copy.deepcopy(self.gen).eval().requires_grad_(False)
