@@ -69,7 +69,7 @@ def train_gan(ctx: click.Context, dataset: str, out: Path, image_size: str, step
     the same configuration, nothing is done.
 
     \b
-    Example (the default CPU recipe, about 7 minutes on an idle 2-core machine):
+    Example (the default CPU recipe, about 9 minutes on an idle 2-core machine):
       dplase train-gan --dataset shapes --out results/models/shapes-dcgan64.pt --seed 0
     \b
     Quick 32 px run:
