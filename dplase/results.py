@@ -160,3 +160,39 @@ def collect(paths: Sequence[str | os.PathLike], out: str | os.PathLike, threads:
         tables = list(pool.map(read_table, paths))
     table = pa.concat_tables(tables).combine_chunks()  # one row group instead of one per input file
     return write_results(table, out)
+
+
+# ------------------------------------------------------------------------------------------- loss curves
+#: the loss-curve table's columns and dtypes (per run file, the GANs' files and the collected table)
+LOSS_DTYPES = {"source": "string", "run_id": "string", "model": "string", "dataset": "string",
+               "method": "string", "walk": "string", "seed": "Int64", "step": "int64", "term": "string",
+               "value": "float64"}
+LOSS_COLUMNS = tuple(LOSS_DTYPES)
+#: the labels a loss table carries besides (step, term, value)
+LOSS_LABELS = ("source", "run_id", "model", "dataset", "method", "walk", "seed")
+
+
+def history_frame(history: Sequence[tuple[int, str, float]]) -> pd.DataFrame:
+    """A trainer's loss history (step, term, value) as a frame with those three columns."""
+    return pd.DataFrame(list(history), columns=["step", "term", "value"])
+
+
+def loss_frame(frame: pd.DataFrame, **labels: Any) -> pd.DataFrame:
+    """A loss table in the canonical column order and dtypes; ``labels`` (LOSS_LABELS) fill whole columns."""
+    unknown = sorted(set(labels) - set(LOSS_LABELS))
+    if unknown:
+        raise ResultsSchemaError(f"unknown loss-table label(s): {', '.join(unknown)}")
+    frame = frame.copy()
+    for column, value in labels.items():
+        frame[column] = value
+    return frame.reindex(columns=list(LOSS_COLUMNS)).astype(LOSS_DTYPES).reset_index(drop=True)
+
+
+def write_losses(frame: pd.DataFrame, path: str | os.PathLike, **labels: Any) -> Path:
+    """Write a loss table as Parquet atomically (the one writer of loss files: trainers only return history).
+
+    A bare (step, term, value) history frame is written with only those columns unless ``labels`` are given.
+    """
+    if labels or set(frame.columns) - {"step", "term", "value"}:
+        frame = loss_frame(frame, **labels)
+    return atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))

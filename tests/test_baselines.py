@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from scipy.linalg import subspace_angles
@@ -28,6 +27,7 @@ from dplase.reconstructor import (
     save_reconstructor,
     train_reconstructor,
 )
+from dplase.results import history_frame
 from dplase.walks import linear_walk
 
 BASELINES = ("sefa", "ganspace", "voynov", "random", "coordinate")
@@ -212,13 +212,13 @@ VOYNOV_LEARNS = {"k": 4, "steps": 60, "batch_size": 16, "lr": 3e-3, "directions_
 
 
 def test_voynov_reaches_accuracy_well_above_chance(tiny_gan, tmp_path):
-    log_path = tmp_path / "losses.parquet"
-    ds = fit("voynov", tiny_gan, VOYNOV_LEARNS, FitContext(seed=0, progress=False, loss_log_path=log_path))
+    context = FitContext(seed=0, progress=False)
+    ds = fit("voynov", tiny_gan, VOYNOV_LEARNS, context)
     chance = 1 / 4
     # the scores are held-out per-direction recalls of the jointly trained reconstructor
     assert float(ds.scores.mean()) > 2 * chance, ds.scores
     torch.testing.assert_close(ds.directions @ ds.directions.T, torch.eye(4), atol=1e-5, rtol=0)
-    losses = pd.read_parquet(log_path)
+    losses = history_frame(context.history)
     assert set(losses["term"]) == {"label", "shift", "batch_accuracy"}
     assert losses["step"].max() == VOYNOV_LEARNS["steps"] - 1
     label = losses[losses["term"] == "label"]["value"].to_numpy()

@@ -25,6 +25,7 @@ from dplase.methods.dplase import (
     stochastic_terms,
 )
 from dplase.priors import make_prior
+from dplase.results import history_frame
 from dplase.training.loop import NonFiniteLossError, Preempted
 from dplase.walks import norm_walk, walk_for
 
@@ -246,16 +247,13 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, monkeypatch, ove
         fit("dplase", _tiny_dcgan(), config, FitContext(seed=0, checkpoint_path=ckpt, progress=False))
     assert ckpt.exists()
     monkeypatch.setattr(DPLaSETrainer, "step", original)
-    log = tmp_path / "losses.parquet"
-    resumed = fit("dplase", _tiny_dcgan(), config,
-                  FitContext(seed=0, checkpoint_path=ckpt, loss_log_path=log, progress=False))
+    context = FitContext(seed=0, checkpoint_path=ckpt, progress=False)
+    resumed = fit("dplase", _tiny_dcgan(), config, context)
     assert torch.equal(resumed.directions, ref.directions)
     assert torch.equal(resumed.scores, ref.scores)
     if ref.channel_masks is not None:
         assert torch.equal(resumed.channel_masks, ref.channel_masks)
-    import pandas as pd
-
-    frame = pd.read_parquet(log)
+    frame = history_frame(context.history)
     assert list(frame.columns) == ["step", "term", "value"]
     assert sorted(frame.step.unique()) == list(range(8 + overrides.get("density_pretrain_steps", 0)
                                                      + (2 * 3 if overrides.get("subspace") else 0)))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +46,10 @@ class FitContext:
     device: str = "cpu"
     checkpoint_path: Path | None = None  # trainers checkpoint here and resume from it
     checkpoint_every: int = 100
-    loss_log_path: Path | None = None  # trainers write their loss curves here (long-format Parquet)
     progress: bool = True
+    #: filled by trained methods: their loss history as (step, term, value), one entry per logged term and step
+    #: (the caller decides where it goes: `dplase.results.write_losses` is the one writer of loss files)
+    history: list[tuple[int, str, float]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -29,13 +29,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from dplase.artifacts import atomic_write
 from dplase.density import DensityConfig, DensityModel, correction_state, default_max_step
 from dplase.directions import WALK_TYPES, DirectionSet
 from dplase.generators.base import GeneratorAdapter
 from dplase.methods import FitContext, MethodConfig, MethodSpec
 from dplase.subspace import SelfExpression, SubspaceConfig, cluster_channels, labels_to_masks, subspace_step
-from dplase.training.loop import LoopState, history_frame, run_loop, step_generator
+from dplase.training.loop import LoopState, run_loop, step_generator
 from dplase.walks import linear_walk, norm_walk
 
 ESTIMATORS = ("full", "stochastic")
@@ -444,12 +443,6 @@ class DPLaSETrainer:
         return extra
 
 
-def write_loss_log(history: list[tuple[int, str, float]], path) -> None:
-    """Loss curves as long-format Parquet (step, term, value), written atomically."""
-    frame = history_frame(history)
-    atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
-
-
 def fit(name: str, generator: GeneratorAdapter, config: DPLaSEConfig, context: FitContext) -> DirectionSet:
     """Train DP-LaSE directions on ``generator`` and return them sorted by score (descending)."""
     trainer = DPLaSETrainer(generator, config, context.seed)
@@ -466,8 +459,7 @@ def fit(name: str, generator: GeneratorAdapter, config: DPLaSEConfig, context: F
     scores = trainer.scores(gamma)
     order = torch.argsort(scores, descending=True, stable=True)
     masks = trainer.channel_masks()
-    if context.loss_log_path is not None:
-        write_loss_log(state.history, context.loss_log_path)
+    context.history.extend(state.history)
     return DirectionSet(
         directions=gamma.cpu()[order],
         scores=scores[order],

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from dplase.artifacts import atomic_write
 from dplase.directions import DirectionSet
 from dplase.generators.base import GeneratorAdapter
 from dplase.methods import FitContext, MethodConfig, MethodSpec, make_direction_set
@@ -30,7 +29,7 @@ from dplase.reconstructor import (
     reconstructor_terms,
     sample_pairs,
 )
-from dplase.training.loop import LoopState, history_frame, run_loop, step_generator
+from dplase.training.loop import LoopState, run_loop, step_generator
 from dplase.walks import apply_walk
 
 SUPPORTED_WALKS = ("linear", "norm")
@@ -112,9 +111,7 @@ def fit(name: str, generator: GeneratorAdapter, config: VoynovConfig, context: F
     run_loop(total_steps=config.steps, step_fn=step_fn, state=state, checkpoint_path=context.checkpoint_path,
              checkpoint_every=context.checkpoint_every, kind="voynov-checkpoint", meta=meta, desc="voynov",
              progress=context.progress)
-    if context.loss_log_path is not None:
-        frame = history_frame(state.history)
-        atomic_write(context.loss_log_path, lambda tmp: frame.to_parquet(tmp, index=False))
+    context.history.extend(state.history)
 
     with torch.no_grad():
         final = directions().detach()

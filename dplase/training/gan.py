@@ -23,11 +23,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from dplase import __version__
-from dplase.artifacts import atomic_write, config_hash, load_artifact
+from dplase.artifacts import config_hash, load_artifact
 from dplase.generators.dcgan import DCGANDiscriminator, DCGANGenerator
 from dplase.generators.registry import load_generator, save_generator
 from dplase.priors import make_prior
-from dplase.training.loop import LoopState, history_frame, run_loop, step_generator
+from dplase.results import history_frame, write_losses
+from dplase.training.loop import LoopState, run_loop, step_generator
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +269,6 @@ def train_gan(
     adapter = load_generator(paths["out"])  # the grid comes from the saved file, as every user will see it
     images = adapter.generate(adapter.sample_latents(64, config.seed + GRID_SEED_OFFSET))
     save_image_grid(images, paths["grid"], nrow=8)
-    frame = history_frame(trainer.state.history)
-    atomic_write(paths["losses"], lambda tmp: frame.to_parquet(tmp, index=False))
+    write_losses(history_frame(trainer.state.history), paths["losses"])
     paths["ckpt"].unlink(missing_ok=True)
     return paths["out"]

@@ -191,10 +191,3 @@ def _resume(state: LoopState, path: Path, kind: str, meta: dict[str, Any]) -> No
     state.load_state_dict(tensors)
     log.info("resumed from %s at step %d", path, state.step)
     print(f"resumed from checkpoint {path} at step {state.step}", flush=True)
-
-
-def history_frame(history: list[tuple[int, str, float]]):
-    """Loss history as a long-format DataFrame (step, term, value)."""
-    import pandas as pd
-
-    return pd.DataFrame(history, columns=["step", "term", "value"])
