@@ -46,11 +46,7 @@ localrules:
     collect_metrics,
     collect_losses,
     plot_traversals,
-    plot_fid_vs_step,
-    plot_density_vs_step,
-    plot_attribute_change,
-    plot_ablation,
-    plot_loss_curves,
+    plot_figure,
 
 
 rule all:

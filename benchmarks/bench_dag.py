@@ -44,7 +44,7 @@ def overlay(n_runs: int, traversal_seeds: list[int] | None = None) -> dict:
 
 
 def bench(n_runs: int, workdir: Path, traversal_seeds: list[int] | None = None) -> dict:
-    from dplase.sweep import load_config, prepare
+    from dplase.config import load_config, prepare
 
     config_path = workdir / "config" / f"scale_{n_runs}.yaml"
     config_path.write_text(yaml.safe_dump(overlay(n_runs, traversal_seeds)))

@@ -11,8 +11,10 @@ import torch
 
 from dplase import __version__
 from dplase.artifacts import config_hash, load_artifact, save_artifact
+from dplase.walks import WALKS
 
-WALK_TYPES = ("linear", "norm", "learned")
+#: the registered walk names (linear, norm, learned)
+WALK_TYPES = tuple(WALKS)
 
 
 @dataclass

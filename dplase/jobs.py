@@ -1,8 +1,9 @@
 """The workflow's jobs as plain functions: JSON-able parameters and output paths in, files out.
 
-The Snakemake scripts (workflow/scripts/) and the submitit launcher call these same functions with the values
-`dplase.sweep.Sweep` gives (``gan_params``, ``predictor_params``, ``discover_params``, ``evaluate_params``),
-so both routes write identical artifacts at identical paths. Every output is written atomically, and the
+The Snakemake rules (workflow/scripts/run_job.py) and the submitit launcher call these same functions, as the
+stage table `dplase.stages.STAGES` names them, with the arguments `dplase.config.Sweep.job_kwargs` gives (in
+each function's own names), so both routes write identical artifacts at identical paths; the CLI commands call
+them too. Every output is written atomically, and the
 trainers checkpoint beside their outputs, so a killed job resumes when it is run again.
 """
 
@@ -12,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -19,114 +21,67 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-#: columns of a loss-curve table (per run file and the collected one)
-LOSS_COLUMNS = ("source", "run_id", "model", "dataset", "method", "walk", "seed", "step", "term", "value")
 
-
-def _load_dataset(spec: Mapping[str, Any], seed: int):
-    from dplase.data import load_dataset
-
-    return load_dataset(spec["name"], image_size=int(spec["image_size"]), seed=seed, **spec.get("options", {}))
-
-
-def train_gan_job(
-    *, dataset: Mapping[str, Any], train: Mapping[str, Any], out: str | os.PathLike, device: str = "cpu",
-    checkpoint_every: int = 100, progress: bool = False,
-) -> Path:
-    """Train the GAN of one model x dataset (``train``: GanConfig fields) and write it to ``out``.
+def train_gan_job(*, gan: Mapping[str, Any], out: str | os.PathLike, device: str = "cpu",
+                  progress: bool = False) -> Path:
+    """Train one GAN (``gan``: GanConfig fields) and write it to ``out``.
 
     Also writes ``out`` with suffix .png (sample grid) and .losses.parquet; resumes from ``out``.ckpt.
     """
     from dplase.training.gan import GanConfig, train_gan
 
-    config = GanConfig(**{**dict(train), "dataset": dataset["name"], "image_size": int(dataset["image_size"]),
-                          "dataset_options": dict(dataset.get("options", {})),
-                          "checkpoint_every": int(checkpoint_every)})
-    return train_gan(config, out, device=device, progress=progress)
+    return train_gan(GanConfig(**gan), out, device=device, progress=progress)
 
 
-def train_predictor_job(
-    *, dataset: Mapping[str, Any], predictor: Mapping[str, Any], out: str | os.PathLike, device: str = "cpu",
-    progress: bool = False,
-) -> Path:
-    """Train the factor predictor of a dataset on its real images and save it (held-out scores in its meta)."""
+def train_predictor_job(*, dataset: Mapping[str, Any], predictor: Mapping[str, Any], out: str | os.PathLike,
+                        device: str = "cpu", progress: bool = False) -> Path:
+    """Train the factor predictor of a dataset (``dataset``: load_dataset arguments; ``predictor``:
+    train_predictor arguments) on its real images and save it (held-out scores in its meta)."""
+    from dplase.data import load_dataset
     from dplase.metrics.predictor import train_predictor
 
     out = Path(out)
-    seed = int(predictor.get("seed", 0))
-    data = _load_dataset(dataset, seed)
-    net = train_predictor(data, steps=int(predictor.get("steps", 500)), seed=seed, device=device,
-                          checkpoint_path=out.with_suffix(".ckpt"), progress=progress,
-                          **dict(predictor.get("options", {})))
+    options = dict(predictor)
+    data = load_dataset(**dataset, seed=int(options["seed"]))
+    started = time.perf_counter()
+    net = train_predictor(data, device=device, checkpoint_path=out.with_suffix(".ckpt"), progress=progress,
+                          **options)
+    net.meta["train_seconds"] = round(time.perf_counter() - started, 2)
     log.info("predictor held-out scores: %s", json.dumps(net.meta.get("heldout"), default=str))
     return net.save(out)
 
 
 def discover_job(
-    *, run: Mapping[str, Any], generator: str | os.PathLike, out: str | os.PathLike, losses: str | os.PathLike,
-    device: str = "cpu", checkpoint_every: int = 100, progress: bool = False,
+    *, method: str, config: Mapping[str, Any], seed: int, generator: str | os.PathLike, out: str | os.PathLike,
+    losses: str | os.PathLike, labels: Mapping[str, Any] | None = None, device: str = "cpu",
+    checkpoint_every: int = 100, progress: bool = False,
 ) -> Path:
-    """Fit ``run["method"]`` on the generator, save the DirectionSet to ``out`` and its loss curve to
-    ``losses`` (an empty table for closed-form methods). Trainers checkpoint to ``out``.ckpt and resume."""
-    import pandas as pd
-
+    """Fit ``method`` (``config``: its config-class fields) on the generator, save the DirectionSet to ``out``
+    and its loss history to ``losses`` (labelled with ``labels``; empty for closed-form methods). Trainers
+    checkpoint to ``out``.ckpt and resume; the checkpoint is removed after success."""
     from dplase.generators.registry import load_generator
     from dplase.methods import FitContext, fit
-    from dplase.sweep import method_config
+    from dplase.results import history_frame, write_losses
 
-    out, losses = Path(out), Path(losses)
+    out = Path(out)
     adapter = load_generator(generator, device=device)
-    raw_losses = out.with_suffix(".losses.parquet")
-    context = FitContext(seed=int(run["seed"]), device=device, checkpoint_path=out.with_suffix(".ckpt"),
-                         checkpoint_every=int(checkpoint_every), loss_log_path=raw_losses, progress=progress)
-    directions = fit(run["method"], adapter, method_config(run["method"], run["params"]), context)
-    history = pd.read_parquet(raw_losses) if raw_losses.exists() else pd.DataFrame(columns=["step", "term", "value"])
-    write_losses(_label_losses(history, "discovery", run), losses)
+    context = FitContext(seed=int(seed), device=device, checkpoint_path=out.with_suffix(".ckpt"),
+                         checkpoint_every=int(checkpoint_every), progress=progress)
+    directions = fit(method, adapter, dict(config), context)
+    write_losses(history_frame(context.history), losses, source="discovery", **dict(labels or {}))
     directions.save(out)
-    raw_losses.unlink(missing_ok=True)
     Path(context.checkpoint_path).unlink(missing_ok=True)
     return out
 
 
-def _label_losses(history, source: str, run: Mapping[str, Any]):
-    """A (step, term, value) frame with the run's labels as columns (LOSS_COLUMNS)."""
-    frame = history[["step", "term", "value"]].copy()
-    frame["source"] = source
-    for column in ("run_id", "model", "dataset", "method", "seed"):
-        frame[column] = run.get(column)
-    frame["walk"] = run["walk"] if "walk" in run else run.get("params", {}).get("walk", "linear")
-    return loss_frame(frame)
-
-
-def loss_frame(frame):
-    """A loss table with the canonical column order and dtypes."""
-    import pandas as pd
-
-    frame = frame.reindex(columns=list(LOSS_COLUMNS))
-    dtypes = {"source": "string", "run_id": "string", "model": "string", "dataset": "string", "method": "string",
-              "walk": "string", "seed": "Int64", "step": "int64", "term": "string", "value": "float64"}
-    return pd.DataFrame(frame).astype(dtypes).reset_index(drop=True)
-
-
-def write_losses(frame, path: str | os.PathLike) -> Path:
-    """Write a loss table as Parquet, atomically."""
-    from dplase.artifacts import atomic_write
-
-    frame = loss_frame(frame)
-    return atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
-
-
 def evaluate_job(
-    *, run: Mapping[str, Any], generator: str | os.PathLike, directions: str | os.PathLike,
-    predictor: str | os.PathLike, out: str | os.PathLike, evaluation: Mapping[str, Any], device: str = "cpu",
-    progress: bool = False,
+    *, evaluation: Mapping[str, Any], run_id: str, model: str, dataset: str, params: Mapping[str, Any],
+    generator: str | os.PathLike, directions: str | os.PathLike, predictor: str | os.PathLike,
+    out: str | os.PathLike, device: str = "cpu", progress: bool = False,
 ) -> Path:
-    """Evaluate one run's directions with the fixed protocol (`dplase.metrics.evaluate`) and write its rows of
-    the results schema to ``out``.
-
-    ``evaluation``: metrics, n_samples, seed, extractor, inception_weights and ``options`` (further EvalConfig
-    fields such as n_steps, max_eps, n_real, encoder_steps, rca_steps, walks).
-    """
+    """Evaluate one run's directions with the fixed protocol (``evaluation``: EvalConfig fields) and write its
+    rows of the results schema to ``out``, labelled with the run id, the config's model and dataset ids and
+    the run's parameters."""
     from dplase.data import dataset_from_config
     from dplase.directions import DirectionSet
     from dplase.generators.registry import load_generator
@@ -137,18 +92,28 @@ def evaluate_job(
     adapter = load_generator(generator, device=device)
     direction_set = DirectionSet.load(directions)
     net = FactorPredictor.load(predictor, device=device)
-    dataset = dataset_from_config(dict(net.meta["dataset"]))
-    options = dict(evaluation.get("options", {}))
-    if options.get("walks") is not None:
-        options["walks"] = tuple(options["walks"])
-    config = EvalConfig(metrics=tuple(evaluation["metrics"]), n_samples=int(evaluation["n_samples"]),
-                        seed=int(evaluation["seed"]), extractor=evaluation["extractor"],
-                        inception_weights=evaluation.get("inception_weights"), progress=progress, **options)
-    rows = evaluate(adapter, direction_set, net, dataset, config, device=device)
-    frame = results_frame(rows, adapter, direction_set, run["dataset"], run["run_id"], dict(run["params"]), config)
-    frame["model"] = run["model"]  # the config's model id (a checkpoint's own name may differ)
-    log.info("%d result rows for run %s", len(frame), run["run_id"])
+    options = {k: tuple(v) if k in ("metrics", "walks") and v is not None else v for k, v in evaluation.items()}
+    config = EvalConfig(**options, progress=progress)
+    rows = evaluate(adapter, direction_set, net, dataset_from_config(dict(net.meta["dataset"])), config,
+                    device=device)
+    frame = results_frame(rows, adapter, direction_set, dataset, run_id, dict(params), config)
+    frame["model"] = model  # the config's model id (a checkpoint's own name may differ)
+    log.info("%d result rows for run %s", len(frame), run_id)
     return write_results(frame, out)
+
+
+def plot_traversal_job(
+    *, generator: str | os.PathLike, directions: str | os.PathLike, out: str | os.PathLike, n_steps: int = 7,
+    max_eps: float = 3.0, walk: str | None = None, k: int | None = None, seed: int = 0, group: int | None = None,
+    device: str = "cpu",
+) -> Path:
+    """Draw a run's traversal grid (rows: directions, columns: steps of the evaluation grid) to ``out``."""
+    from dplase.directions import DirectionSet
+    from dplase.generators.registry import load_generator
+    from dplase.plots.grids import draw_traversal
+
+    return draw_traversal(load_generator(generator, device=device), DirectionSet.load(directions), out,
+                          n_steps=n_steps, max_eps=max_eps, walk=walk, k=k, seed=seed, group=group)
 
 
 def collect_metrics_job(*, inputs: Sequence[str | os.PathLike], out: str | os.PathLike) -> Path:
@@ -165,19 +130,21 @@ def collect_losses_job(
     """One loss table from the runs' loss files and the GANs' (step, term, value) files."""
     import pandas as pd
 
+    from dplase.results import LOSS_COLUMNS, loss_frame, write_losses
+
     frames = [pd.read_parquet(p) for p in run_losses]
     for path, labels in zip(generator_losses, generator_labels, strict=True):
-        frames.append(_label_losses(pd.read_parquet(path), "gan", {**labels, "method": "gan", "walk": None}))
+        frames.append(loss_frame(pd.read_parquet(path), source="gan", method="gan", **dict(labels)))
     frames = [f for f in frames if len(f)]
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(LOSS_COLUMNS))
-    return write_losses(frame, out)
+    return write_losses(loss_frame(frame), out)
 
 
-def write_runs_table_job(*, runs: Sequence[Mapping[str, Any]], out: str | os.PathLike) -> Path:
-    """Write results/runs.parquet from the run dicts (`dplase.sweep.Run.to_dict`)."""
-    from dplase.sweep import Run, write_runs_table
+def write_runs_table_job(*, rows: Sequence[Mapping[str, Any]], out: str | os.PathLike) -> Path:
+    """Write results/runs.parquet from the runs' rows (`dplase.config.Run.to_row`)."""
+    from dplase.results import write_runs_table
 
-    return write_runs_table([Run(**dict(r)) for r in runs], out)
+    return write_runs_table(rows, out)
 
 
 @contextlib.contextmanager

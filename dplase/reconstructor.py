@@ -12,7 +12,6 @@ the losses are ``label_weight`` * cross-entropy(k) + ``shift_weight`` * L1(ε).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -25,9 +24,7 @@ from torch import nn
 from dplase.artifacts import load_artifact, save_artifact
 from dplase.generators.base import GeneratorAdapter
 from dplase.training.loop import LoopState, run_loop, step_generator
-
-#: (z0, gamma, eps) -> walked latents, e.g. from dplase.walks.walk_for
-WalkFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+from dplase.walks import WalkFn  # (z0, gamma, eps) -> walked latents, e.g. from dplase.walks.walk_for
 
 SHIFT_DISTRIBUTIONS = ("uniform", "normal")
 

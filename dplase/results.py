@@ -1,4 +1,6 @@
-"""The one long-format results schema: every number the project reports is a row of this table.
+"""The project's tables, each declared once: results (metrics), loss curves and the runs table.
+
+The results schema is long format: every number the project reports is a row of this table.
 
 A row is one measurement: which run (model, dataset, method, walk and hyperparameters), which direction and
 step (null where the metric is not per direction / per step), the metric name and its value, how many samples
@@ -195,4 +197,24 @@ def write_losses(frame: pd.DataFrame, path: str | os.PathLike, **labels: Any) ->
     """
     if labels or set(frame.columns) - {"step", "term", "value"}:
         frame = loss_frame(frame, **labels)
+    return atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+# ------------------------------------------------------------------------------------------- runs table
+#: the runs table's columns and dtypes: run id -> model, dataset, method, the common options and all params
+RUNS_DTYPES = {"run_id": "object", "sweep": "object", "model": "object", "dataset": "object", "method": "object",
+               "walk": "object", "k": "Int64", "layer": "object", "lambda": "Float64", "zeta": "Float64",
+               "seed": "int64", "params": "object"}
+RUNS_COLUMNS = tuple(RUNS_DTYPES)
+
+
+def runs_table(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """The runs table from one row per run (`dplase.config.Run.to_row`)."""
+    frame = pd.DataFrame(list(rows), columns=list(RUNS_COLUMNS))
+    return frame.astype({k: v for k, v in RUNS_DTYPES.items() if v != "object"})
+
+
+def write_runs_table(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
+    """Write the runs table as Parquet, atomically."""
+    frame = runs_table(rows)
     return atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))

@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from dplase.generators.base import GeneratorAdapter
-
-Walk = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+from dplase.walks import WalkFn as Walk
+from dplase.walks.steps import StepRange
 
 
 @dataclass
@@ -80,7 +80,7 @@ def subspace_step(
 ) -> dict[str, torch.Tensor]:
     """One step's loss terms for direction ``j`` (randomness from ``gen``)."""
     z0 = generator.prior.sample(cfg.batch, gen).to(generator.device)
-    alpha = ((torch.rand(cfg.batch, generator=gen) * 2 - 1) * max_step).to(generator.device)
+    alpha = StepRange(max_step).sample(cfg.batch, gen).to(generator.device)
     with torch.no_grad():
         f = generator.features(walk(z0, gamma.to(z0), alpha), layer)
     return subspace_loss(module.matrix(j), f, lambda x: generator.from_features(x, layer), cfg)

@@ -12,7 +12,7 @@ import json
 
 import torch
 
-from dplase.density import validate_density
+from dplase.walks.validation import validate_density
 
 
 def main() -> None:

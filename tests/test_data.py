@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dplase.data import DATASET_NAMES, FactorSpec, dataset_from_config, load_dataset
+from dplase.data import DATASETS, FactorSpec, dataset_from_config, load_dataset
 from dplase.data.render import ELLIPSE_AXES, HEART_H, SPRITE_HALF_SIZE, hsv_to_rgb
 from dplase.data.shapes import N_ORIENTATIONS, ColorShapesDataset
 
@@ -419,7 +419,7 @@ def test_unknown_dataset_name_lists_known_names():
         ValueError, match="unknown dataset 'mnist'; known datasets: shapes, color_shapes, digits, folder"
     ):
         load_dataset("mnist")
-    assert DATASET_NAMES == ("shapes", "color_shapes", "digits", "folder")
+    assert tuple(DATASETS) == ("shapes", "color_shapes", "digits", "folder")
 
 
 @pytest.mark.parametrize("name", ["shapes", "color_shapes", "digits"])

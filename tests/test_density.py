@@ -8,18 +8,17 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from dplase.density import (
-    Correction,
+from dplase.priors import make_prior
+from dplase.walks.learned import (
+    CorrectionNet,
     DensityConfig,
     DensityModel,
     MonotoneCDF,
     correction_from_state,
     correction_state,
-    default_max_step,
-    eval_log_prob,
-    validate_density,
 )
-from dplase.priors import make_prior
+from dplase.walks.steps import max_step
+from dplase.walks.validation import eval_log_prob, validate_density
 
 
 def _random_cdf(dim: int = 3, seed: int = 1) -> MonotoneCDF:
@@ -91,7 +90,7 @@ def test_den_loss_of_untrained_correction_is_the_linear_walk_drift():
 
 
 def test_correction_is_zero_at_zero_step_and_round_trips():
-    c = Correction(4, width=16, depth=2, step_scale=2.0, generator=torch.Generator().manual_seed(3))
+    c = CorrectionNet(4, width=16, depth=2, step_scale=2.0, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         c.out.weight.normal_(generator=torch.Generator().manual_seed(4))
     z0 = torch.randn(5, 4, generator=torch.Generator().manual_seed(5))
@@ -106,10 +105,10 @@ def test_correction_is_zero_at_zero_step_and_round_trips():
         correction_from_state({})
 
 
-def test_default_max_step_scales_like_the_authors_T():
+def test_max_step_scales_like_the_authors_T():
     # T = 10 at d = 512 for N(0, I): the authors' setting
-    assert default_max_step(make_prior("gaussian", 512)) == pytest.approx(10.0, rel=0.01)
-    assert default_max_step(make_prior("gaussian", 16)) == pytest.approx(10 * math.sqrt(16 / 512), rel=0.03)
+    assert max_step(make_prior("gaussian", 512)) == pytest.approx(10.0, rel=0.01)
+    assert max_step(make_prior("gaussian", 16)) == pytest.approx(10 * math.sqrt(16 / 512), rel=0.03)
 
 
 def test_eval_log_prob_smooths_the_uniform_only_at_its_edges():

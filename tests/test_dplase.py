@@ -14,10 +14,9 @@ from dplase.directions import DirectionSet
 from dplase.generators.base import GeneratorAdapter
 from dplase.generators.dcgan import DCGANAdapter
 from dplase.methods import FitContext, fit, make_config
-from dplase.methods.dplase import (
+from dplase.methods.dplase import DPLaSEConfig, DPLaSETrainer
+from dplase.methods.dplase_losses import (
     Directions,
-    DPLaSEConfig,
-    DPLaSETrainer,
     as_matrix,
     batched_gram,
     full_terms,

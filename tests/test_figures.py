@@ -1,8 +1,13 @@
-"""Figures from synthetic Parquet tables built with the agreed results schema (dplase.plots.figures)."""
+"""Figures from synthetic Parquet tables built with the agreed results schema (dplase.plots.figures), and the
+figure registry (dplase.plots.FIGURES) that the CLI and the Snakemake rule plot_figure both read."""
 
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,10 +15,11 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from dplase.jobs import LOSS_COLUMNS, write_losses
-from dplase.plots import figures
-from dplase.results import make_rows, write_results
+from dplase.plots import FIGURES, TABLES, figures
+from dplase.results import LOSS_COLUMNS, make_rows, write_losses, write_results
 
+ROOT = Path(__file__).resolve().parent.parent
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 FACTORS = ("shape", "scale", "pos_x")
 STEPS = (-2.0, -1.0, 1.0, 2.0)
 K = 3
@@ -122,7 +128,7 @@ def test_attribute_matrix_is_directions_x_factors_of_the_lowest_seed(metrics):
 @pytest.mark.parametrize("name", list(figures.FIGURES))
 def test_every_figure_is_written_as_png_and_pdf(tmp_path, metrics, losses, name):
     table = tmp_path / "table.parquet"
-    if figures.FIGURES[name][1] == "metrics":
+    if figures.FIGURES[name]["table"] == "metrics":
         write_results(metrics, table)
     else:
         write_losses(losses, table)
@@ -165,3 +171,127 @@ def test_plot_cli_draws_all_figures(tmp_path, metrics, losses):
     assert sorted(p.name for p in out.glob("*.png")) == sorted(f"{n}.png" for n in figures.FIGURES)
     missing = CliRunner().invoke(main, ["plot", "loss_curves", "--losses", str(tmp_path / "none.parquet")])
     assert missing.exit_code == 2 and "none.parquet does not exist" in missing.output
+
+
+# ------------------------------------------------------------------------------------- the figure registry
+
+
+def test_every_registered_figure_names_a_drawing_function_table_caption_and_category():
+    assert figures.FIGURES is FIGURES  # one registry, re-exported by the drawing module
+    for name, entry in FIGURES.items():
+        assert callable(entry.load()) and entry.load() is getattr(figures, name)
+        assert entry["table"] in TABLES
+        caption = ROOT / "workflow/report" / entry["caption"]
+        assert caption.is_file() and caption.read_text().strip(), caption
+        assert re.fullmatch(r"\d+\. .+", entry["category"]), entry["category"]
+    assert len({e["category"] for e in FIGURES.values()}) == len(FIGURES)  # one report section per figure
+
+
+def test_the_registry_imports_no_plotting_library():
+    """Snakemake imports dplase.plots on every parse: it must not pull matplotlib, seaborn, pandas or torch."""
+    heavy = ("matplotlib", "seaborn", "pandas", "torch", "numpy")
+    code = f"import sys, dplase.plots, dplase.cli.plot; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_cli_choices_rule_constraint_and_localrules_come_from_the_registry():
+    from dplase.cli.plot import plot
+
+    assert list(plot.params[0].type.choices) == [*FIGURES, "all"]
+    help_text = CliRunner().invoke(plot, ["--help"]).output
+    assert "FIGURES: " + ", ".join(FIGURES) + ", or all" in " ".join(help_text.split())
+    rules_text = (ROOT / "workflow/rules/plot.smk").read_text()
+    assert re.findall(r"^rule (\w+):", rules_text, flags=re.MULTILINE) == ["plot_figure"]
+    assert re.search(r"wildcard_constraints:\s+figure=\"\|\"\.join\(FIGURES\),", rules_text)
+    assert "from dplase.plots import FIGURES" in rules_text
+    localrules = re.search(r"^localrules:\n((?:    \w+,\n)+)", (ROOT / "Snakefile").read_text(), flags=re.MULTILINE)
+    names = re.findall(r"\w+", localrules.group(1))
+    assert "plot_figure" in names and not {f"plot_{f}" for f in FIGURES} & set(names)
+
+
+#: a workflow of plot.smk alone: stub collect rules copy given tables, SWEEP gives the figure options
+HARNESS = """
+import shutil
+
+
+class StubSweep:
+    def path(self, name):
+        return {{"metrics": "results/metrics.parquet", "all_losses": "results/losses.parquet"}}[name]
+
+    def figure_options(self):
+        return {{"dpi": 50}}
+
+
+SWEEP = StubSweep()
+
+
+rule collect_metrics:
+    output:
+        metrics="results/metrics.parquet",
+    run:
+        shutil.copy(config["metrics"], output.metrics)
+
+
+rule collect_losses:
+    output:
+        losses="results/losses.parquet",
+    run:
+        shutil.copy(config["losses"], output.losses)
+
+
+include: "{plot_smk}"
+"""
+
+
+@pytest.fixture
+def harness(tmp_path, metrics, losses) -> Path:
+    """A Snakemake workdir whose Snakefile includes the real workflow/rules/plot.smk."""
+    write_results(metrics, tmp_path / "metrics.in.parquet")
+    write_losses(losses, tmp_path / "losses.in.parquet")
+    (tmp_path / "Snakefile").write_text(HARNESS.format(plot_smk=ROOT / "workflow/rules/plot.smk"))
+    return tmp_path
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    config = ["--config", f"metrics={workdir / 'metrics.in.parquet'}", f"losses={workdir / 'losses.in.parquet'}"]
+    return subprocess.run([SNAKEMAKE, "--cores", "1", *args, *config], cwd=workdir, capture_output=True, text=True,
+                          timeout=600)
+
+
+def figure_targets() -> list[str]:
+    """What the workflow's default target asks of plot_figure: both files of every registered figure."""
+    return [f"results/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "pdf")]
+
+
+def test_plot_rule_makes_exactly_the_registered_figures_from_their_tables(harness):
+    result = snakemake(harness, "--dry-run", *figure_targets())
+    assert result.returncode == 0, result.stderr
+    assert re.search(rf"^plot_figure\s+{len(FIGURES)}\s*$", result.stdout, flags=re.MULTILINE)
+    jobs = re.findall(r"^rule plot_figure:\n    input: (\S+)\n    output: results/figures/(\w+)\.png, "
+                      r"results/figures/\2\.pdf\n    log: results/logs/plot_figure/\2\.log\n", result.stdout,
+                      flags=re.MULTILINE)
+    assert sorted(name for _, name in jobs) == sorted(FIGURES)
+    for table, name in jobs:
+        assert table == f"results/{FIGURES[name]['table']}.parquet"
+    # the wildcard constraint admits nothing else
+    unknown = snakemake(harness, "--dry-run", "results/figures/pie.png")
+    assert unknown.returncode != 0 and "MissingRuleException" in unknown.stderr + unknown.stdout
+
+
+@pytest.mark.slow
+def test_plot_rule_draws_every_figure_into_the_report_with_its_caption_and_category(harness):
+    result = snakemake(harness, *figure_targets())
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in (harness / "results/figures").glob("*.p??")) == sorted(
+        f"{name}.{ext}" for name in FIGURES for ext in ("pdf", "png"))
+    for name in FIGURES:
+        assert_png(harness / f"results/figures/{name}.png", min_side=100)
+        assert (harness / f"results/benchmarks/plot_figure/{name}.tsv").is_file()
+    report = snakemake(harness, "--report", "report.html", *figure_targets())
+    assert report.returncode == 0, report.stderr[-3000:]
+    html = (harness / "report.html").read_text()
+    for entry in FIGURES.values():
+        assert json.dumps(entry["category"])[1:-1] in html, entry["category"]
+        first_words = (ROOT / "workflow/report" / entry["caption"]).read_text().split(":")[0]
+        assert first_words in html, first_words

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from dplase.sweep import load_config, prepare
+from dplase.config import load_config, prepare
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

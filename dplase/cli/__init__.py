@@ -17,7 +17,7 @@ COMMANDS = {
     "evaluate": "dplase.cli.evaluate:evaluate",
     "collect": "dplase.cli.evaluate:collect",
     "plot": "dplase.cli.plot:plot",
-    "sweep": "dplase.cli.sweep:sweep",
+    "sweep": "dplase.cli.launch:sweep",
 }
 
 

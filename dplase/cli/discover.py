@@ -16,13 +16,14 @@ from typing import Any
 
 import click
 
-from dplase.directions import WALK_TYPES
-from dplase.methods import METHOD_NAMES
+from dplase.walks import WALKS
+from dplase.methods import METHODS
 
-#: CLI option (click parameter name) -> config field it sets
+#: CLI option (click parameter name) -> the method option it sets (as configs spell it)
 OPTION_FIELDS = {
     "walk": "walk", "layer": "layer", "k": "k", "steps": "steps", "lr": "lr", "batch_size": "batch_size",
-    "lambda_": "lam", "zeta": "zeta", "estimator": "estimator", "orthogonal": "orthogonal", "subspace": "subspace",
+    "lambda_": "lambda", "zeta": "zeta", "estimator": "estimator", "orthogonal": "orthogonal",
+    "subspace": "subspace",
 }
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
@@ -77,19 +78,18 @@ def config_overrides(
     Raises click.UsageError for an option the method lacks, a malformed/unknown/badly typed param, or a
     field set twice.
     """
-    from dplase.methods import get_method
+    from dplase.methods import get_method, option_fields
 
     cls = get_method(method).config_cls
     hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
+    fields = {**{f.name: f.name for f in dataclasses.fields(cls)}, **option_fields(cls)}  # option -> field
     overrides: dict[str, Any] = {}
     for option in sorted(given & set(OPTION_FIELDS)):
-        field = OPTION_FIELDS[option]
         flag = "--" + option.rstrip("_").replace("_", "-")
-        if field not in fields:
+        if OPTION_FIELDS[option] not in fields:
             known = ", ".join(sorted(fields))
             raise click.UsageError(f"{flag} does not apply to method '{method}' (its options: {known})")
-        overrides[field] = options[option]
+        overrides[fields[OPTION_FIELDS[option]]] = options[option]
     for item in params:
         key, sep, text = item.partition("=")
         key = key.strip().replace("-", "_")
@@ -97,27 +97,22 @@ def config_overrides(
             raise click.UsageError(f"--param expects KEY=VALUE, got '{item}'")
         if key not in fields:
             raise click.UsageError(f"method '{method}' has no option '{key}'; known: {', '.join(sorted(fields))}")
-        if key in overrides:
+        if fields[key] in overrides:
             raise click.UsageError(f"option '{key}' is set twice (by a flag and --param, or by two --param)")
         try:
-            overrides[key] = convert_value(text, hints[key])
+            overrides[fields[key]] = convert_value(text, hints[fields[key]])
         except ValueError as err:
             raise click.UsageError(f"--param {key}: {err}") from None
     return overrides
 
 
-def output_paths(out: Path) -> dict[str, Path]:
-    """Where discover writes: the DirectionSet, its loss curves and its (temporary) checkpoint."""
-    return {"directions": out, "losses": out.with_suffix(".losses.parquet"), "checkpoint": out.with_suffix(".ckpt")}
-
-
 @click.command("discover")
 @click.option("--generator", "generator_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Generator checkpoint (from `dplase train-gan`).")
-@click.option("--method", required=True, type=click.Choice(METHOD_NAMES), help="Direction-discovery method.")
+@click.option("--method", required=True, type=click.Choice(list(METHODS)), help="Direction-discovery method.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Output DirectionSet (…/directions.pt); loss curves and checkpoint go beside it.")
-@click.option("--walk", type=click.Choice(WALK_TYPES), help="Walk the directions are trained for / used with.")
+@click.option("--walk", type=click.Choice(list(WALKS)), help="Walk the directions are trained for / used with.")
 @click.option("--layer", help="Split layer of the generator (default: the generator's first split point).")
 @click.option("--k", type=click.IntRange(min=1), help="Number of directions.")
 @click.option("--steps", type=click.IntRange(min=0), help="Training steps (trained methods).")
@@ -153,46 +148,32 @@ def discover(ctx: click.Context, generator_path: str, method: str, out: Path, se
       dplase discover --generator G.pt --method sefa --k 10 --out results/shapes/sefa/directions.pt
     """
     from dplase.artifacts import ArtifactError
-    from dplase.generators.registry import load_generator
-    from dplase.methods import FitContext, fit, make_config
+    from dplase.directions import DirectionSet
+    from dplase.jobs import discover_job
+    from dplase.methods import make_config
     from dplase.training.loop import NonFiniteLossError
 
     given = {name for name in OPTION_FIELDS
              if ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)}
     try:
         overrides = config_overrides(method, options, params, given)
-        config = make_config(method, **overrides)
+        make_config(method, **overrides)  # a bad value is a usage error before the generator loads
     except click.UsageError as err:
         ctx.fail(err.message)
     except ValueError as err:
         ctx.fail(str(err))
     try:
-        generator = load_generator(generator_path, device=device)
-    except ArtifactError as err:
-        raise click.ClickException(str(err)) from None
-    paths = output_paths(out)
-    context = FitContext(seed=seed, device=device, checkpoint_path=paths["checkpoint"],
-                         checkpoint_every=checkpoint_every, loss_log_path=paths["losses"], progress=progress)
-    try:
-        directions = fit(method, generator, config, context)
-    except NonFiniteLossError as err:
-        raise click.ClickException(str(err)) from None
-    except ArtifactError as err:
+        discover_job(method=method, config=overrides, seed=seed, generator=generator_path, out=out,
+                     losses=out.with_suffix(".losses.parquet"), labels={"method": method, "seed": seed},
+                     device=device, checkpoint_every=checkpoint_every, progress=progress)
+    except (NonFiniteLossError, ArtifactError) as err:
         raise click.ClickException(str(err)) from None
     except ValueError as err:
         ctx.fail(str(err))
-    directions.save(out)
-    paths["checkpoint"].unlink(missing_ok=True)
+    directions = DirectionSet.load(out)
     scores = ", ".join(f"{s:.4g}" for s in directions.scores.tolist())
     click.echo(f"wrote {out}: {directions.k} {method} directions (walk {directions.walk}, layer "
                f"{directions.layer}); scores {scores}")
-
-
-def _eps_grid(n_steps: int, max_eps: float):
-    import torch
-
-    grid = torch.linspace(-max_eps, max_eps, n_steps)
-    return torch.where(grid.abs() < 1e-6 * max_eps, torch.zeros_like(grid), grid)  # an exact 0 column
 
 
 @click.command("traverse")
@@ -201,10 +182,11 @@ def _eps_grid(n_steps: int, max_eps: float):
 @click.option("--directions", "directions_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="DirectionSet from `dplase discover`.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output PNG.")
-@click.option("--n-steps", type=click.IntRange(min=1), default=7, show_default=True, help="Columns (steps).")
+@click.option("--n-steps", type=click.IntRange(min=2), default=7, show_default=True,
+              help="Columns (steps); an even number gets a 0 column added.")
 @click.option("--max-eps", type=click.FloatRange(min=0, min_open=True), default=3.0, show_default=True,
               help="Largest |step|; columns span [-max-eps, max-eps].")
-@click.option("--walk", type=click.Choice(WALK_TYPES), help="Walk to use (default: the DirectionSet's).")
+@click.option("--walk", type=click.Choice(list(WALKS)), help="Walk to use (default: the DirectionSet's).")
 @click.option("--k", type=click.IntRange(min=1), help="Show only the first K directions (highest scores).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the start latent.")
 @click.option("--group", type=click.IntRange(min=0), help="Edit only the channels of this subspace group.")
@@ -219,13 +201,10 @@ def traverse(ctx: click.Context, generator_path: str, directions_path: str, out:
       dplase traverse --generator results/models/shapes-dcgan64.pt \\
           --directions results/shapes/dplase/directions.pt --out traversal.png --n-steps 7 --max-eps 3
     """
-    import torch
-
     from dplase.artifacts import ArtifactError
     from dplase.directions import DirectionSet
     from dplase.generators.registry import load_generator
-    from dplase.plots.grids import save_image_grid
-    from dplase.subspace import masked_edit
+    from dplase.plots.grids import save_traversal_grid
     from dplase.walks import walk_for
 
     try:
@@ -246,20 +225,5 @@ def traverse(ctx: click.Context, generator_path: str, directions_path: str, out:
         walk_fn = walk_for(directions, walk, device=device)
     except ValueError as err:
         ctx.fail(str(err))
-    rows = min(k or directions.k, directions.k)
-    eps = _eps_grid(n_steps, max_eps).to(generator.device)
-    z0 = generator.sample_latents(1, seed).expand(n_steps, -1)
-    images = []
-    with torch.no_grad():
-        for j in range(rows):
-            gamma = directions.directions[j].to(generator.device)
-            if group is None:
-                images.append(generator.generate(walk_fn(z0, gamma, eps)))
-            else:
-                mask = directions.channel_masks[j, group]
-                images.append(masked_edit(generator, directions.layer, z0, gamma, eps, mask, walk_fn).cpu())
-    row_labels = [f"{j} ({directions.scores[j]:.3g})" for j in range(rows)]
-    col_labels = [f"{e:+.2g}" for e in eps.tolist()]
-    title = f"{directions.method}, walk {walk or directions.walk}" + (f", group {group}" if group is not None else "")
-    save_image_grid(torch.cat(images), out, nrow=n_steps, row_labels=row_labels, col_labels=col_labels, title=title)
-    click.echo(f"wrote {out} ({rows} directions x {n_steps} steps)")
+    _, rows, cols = save_traversal_grid(out, generator, directions, walk_fn, n_steps, max_eps, k, seed, group, walk)
+    click.echo(f"wrote {out} ({rows} directions x {cols} steps)")

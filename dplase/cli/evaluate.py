@@ -9,8 +9,12 @@ from pathlib import Path
 import click
 
 from dplase.cli.options import parse_key_values
+from dplase.data import DATASETS
+from dplase.metrics import METRICS
+from dplase.walks import WALKS
 
-METRIC_CHOICES = ("attr", "disent", "fid", "density", "rca")
+#: the registered metric groups (dplase.metrics.METRICS)
+METRIC_CHOICES = tuple(METRICS)
 
 
 def _parse_list(ctx: click.Context, param: click.Parameter, value: str | None, choices: tuple[str, ...]):
@@ -24,8 +28,21 @@ def _parse_list(ctx: click.Context, param: click.Parameter, value: str | None, c
     return items
 
 
+def _parse_params(ctx: click.Context, params_json: str | None) -> dict:
+    """The ``--params`` JSON object ({} when not given)."""
+    if not params_json:
+        return {}
+    try:
+        params = json.loads(params_json)
+    except json.JSONDecodeError as err:
+        raise click.BadParameter(f"not valid JSON: {err}", ctx=ctx, param_hint="--params") from err
+    if not isinstance(params, dict):
+        raise click.BadParameter("must be a JSON object", ctx=ctx, param_hint="--params")
+    return params
+
+
 @click.command("train-predictor")
-@click.option("--dataset", required=True, help="Dataset name: shapes, color_shapes, digits or folder.")
+@click.option("--dataset", required=True, help=f"Dataset name: {', '.join(DATASETS)}.")
 @click.option("--image-size", type=int, default=64, show_default=True, help="Image size in pixels.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Predictor artifact to write (.pt).")
@@ -56,21 +73,19 @@ def train_predictor(ctx: click.Context, dataset: str, image_size: int, out: Path
     Quick run:
       dplase train-predictor --dataset shapes --image-size 32 --steps 50 --out /tmp/pred32.pt
     """
-    from dplase.data import load_dataset
-    from dplase.metrics.predictor import train_predictor as run_training
+    from dplase.jobs import train_predictor_job
+    from dplase.metrics.predictor import FactorPredictor
 
+    predictor = {"steps": steps, "seed": seed, "batch_size": batch_size, "n_test": n_test,
+                 "checkpoint_every": checkpoint_every}
     try:
-        data = load_dataset(dataset, image_size=image_size, seed=seed, **data_options)
+        train_predictor_job(dataset={"name": dataset, "image_size": image_size, **data_options},
+                            predictor=predictor, out=out, device=device, progress=progress)
     except ValueError as err:
         ctx.fail(str(err))
-    start = time.perf_counter()
-    net = run_training(data, steps=steps, seed=seed, device=device, batch_size=batch_size, n_test=n_test,
-                       checkpoint_path=out.with_suffix(out.suffix + ".ckpt"),
-                       checkpoint_every=checkpoint_every, progress=progress)
-    net.meta["train_seconds"] = round(time.perf_counter() - start, 2)
-    net.save(out)
-    click.echo(json.dumps({"out": str(out), "heldout": net.meta["heldout"],
-                           "train_seconds": net.meta["train_seconds"]}, indent=1))
+    meta = FactorPredictor.load(out).meta
+    click.echo(json.dumps({"out": str(out), "heldout": meta["heldout"], "train_seconds": meta["train_seconds"]},
+                          indent=1))
 
 
 @click.command("evaluate")
@@ -85,7 +100,7 @@ def train_predictor(ctx: click.Context, dataset: str, image_size: int, out: Path
 @click.option("--metrics", default=",".join(METRIC_CHOICES), show_default=True,
               callback=lambda c, p, v: _parse_list(c, p, v, METRIC_CHOICES),
               help="Comma-separated metric groups.")
-@click.option("--walks", default=None, callback=lambda c, p, v: _parse_list(c, p, v, ("linear", "norm", "learned")),
+@click.option("--walks", default=None, callback=lambda c, p, v: _parse_list(c, p, v, tuple(WALKS)),
               help="Comma-separated walks [default: linear,norm and learned where available].")
 @click.option("--n-samples", type=click.IntRange(min=2), default=64, show_default=True,
               help="Start latents per (walk, direction, step).")
@@ -141,14 +156,7 @@ def evaluate(ctx: click.Context, generator_path: str, directions_path: str, pred
     from dplase.metrics.predictor import FactorPredictor
     from dplase.results import write_results
 
-    params = {}
-    if params_json:
-        try:
-            params = json.loads(params_json)
-        except json.JSONDecodeError as err:
-            raise click.BadParameter(f"not valid JSON: {err}", ctx=ctx, param_hint="--params") from err
-        if not isinstance(params, dict):
-            raise click.BadParameter("must be a JSON object", ctx=ctx, param_hint="--params")
+    params = _parse_params(ctx, params_json)
     try:
         generator = load_generator(generator_path, device=device)
         gen_dataset = generator_meta(generator_path).get("dataset")

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-FIGURE_NAMES = ("fid_vs_step", "density_vs_step", "attribute_change", "ablation", "loss_curves")
+from dplase.plots import FIGURES
+
+#: table a figure reads (its ``table`` in FIGURES) -> the option giving that table's path
+TABLE_OPTIONS = {"metrics": "--metrics", "losses": "--losses"}
+
+
+def _list_figures(function: Callable[..., None]) -> Callable[..., None]:
+    """Name the registered figures in the command's help (the docstring's ``{figures}``)."""
+    function.__doc__ = function.__doc__.replace("{figures}", ", ".join(FIGURES))
+    return function
 
 
 @click.command("plot")
-@click.argument("figures", nargs=-1, type=click.Choice([*FIGURE_NAMES, "all"]))
+@click.argument("figures", nargs=-1, type=click.Choice([*FIGURES, "all"]))
 @click.option("--metrics", "metrics_path", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("results/metrics.parquet"), show_default=True, help="Collected results table.")
 @click.option("--losses", "losses_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -22,11 +32,12 @@ FIGURE_NAMES = ("fid_vs_step", "density_vs_step", "attribute_change", "ablation"
               help="Metric of the ablation figure (repeatable) [default: fid, abs_logp_drift, outside_share, "
                    "attr_top_share, mig, rca].")
 @click.pass_context
+@_list_figures
 def plot(ctx: click.Context, figures: tuple[str, ...], metrics_path: Path, losses_path: Path, out_dir: Path,
          dpi: int, ablation_metrics: tuple[str, ...]) -> None:
     """Draw figures (PNG and PDF) from results/metrics.parquet and results/losses.parquet alone.
 
-    FIGURES: fid_vs_step, density_vs_step, attribute_change, ablation, loss_curves, or all (the default).
+    FIGURES: {figures}, or all (the default).
     Traversal grids need the generator: use `dplase traverse`.
 
     \b
@@ -36,15 +47,16 @@ def plot(ctx: click.Context, figures: tuple[str, ...], metrics_path: Path, losse
     One figure at a higher resolution:
       dplase plot fid_vs_step --dpi 200
     """
-    from dplase.plots.figures import FIGURES, draw_figure
+    from dplase.plots.figures import draw_figure
     from dplase.results import ResultsSchemaError
 
-    names = FIGURE_NAMES if not figures or "all" in figures else tuple(dict.fromkeys(figures))
+    tables = {"metrics": metrics_path, "losses": losses_path}
+    names = FIGURES.names if not figures or "all" in figures else tuple(dict.fromkeys(figures))
     for name in names:
-        table = losses_path if FIGURES[name][1] == "losses" else metrics_path
+        kind = FIGURES[name]["table"]
+        table = tables[kind]
         if not table.is_file():
-            option = "--losses" if FIGURES[name][1] == "losses" else "--metrics"
-            ctx.fail(f"{table} does not exist (figure {name} reads it; set {option})")
+            ctx.fail(f"{table} does not exist (figure {name} reads it; set {TABLE_OPTIONS[kind]})")
         try:
             png = draw_figure(name, table, out_dir / f"{name}.png", out_dir / f"{name}.pdf", dpi=dpi,
                               ablation_metrics=list(ablation_metrics) or None)

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from dplase.cli.options import parse_key_values
+from dplase.data import DATASETS
 from dplase.priors import PRIOR_NAMES
 from dplase.training.gan import GanConfig
 
@@ -20,7 +21,7 @@ def _default(name: str, text: str) -> str:
 
 
 @click.command("train-gan")
-@click.option("--dataset", required=True, help="Dataset name: shapes, color_shapes, digits or folder.")
+@click.option("--dataset", required=True, help=f"Dataset name: {', '.join(DATASETS)}.")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Generator checkpoint to write (.pt); PATH.png, PATH.losses.parquet are written beside it.")
 @click.option("--image-size", type=click.Choice(["32", "64"]), default="64", show_default=True,

@@ -10,28 +10,18 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
 from typing import Any
 
 from dplase.data.base import FactorSpec, ImageDataset, make_generator
+from dplase.registry import Registry
 
-
-def _dataset_classes() -> dict[str, Callable[..., ImageDataset]]:
-    """name -> the class whose constructor takes (image_size, seed, **options); imported on use."""
-    from dplase.data.digits import DigitsDataset
-    from dplase.data.folder import FolderDataset
-    from dplase.data.shapes import ColorShapesDataset, ShapesDataset
-
-    return {
-        "shapes": ShapesDataset,
-        "color_shapes": ColorShapesDataset,
-        "digits": DigitsDataset,
-        "folder": FolderDataset,
-    }
-
-
-#: the registered dataset names, in a stable order
-DATASET_NAMES = ("shapes", "color_shapes", "digits", "folder")
+#: dataset name -> the class whose constructor takes (image_size, seed, **options); imported on use
+DATASETS = Registry("dataset", {
+    "shapes": "dplase.data.shapes:ShapesDataset",
+    "color_shapes": "dplase.data.shapes:ColorShapesDataset",
+    "digits": "dplase.data.digits:DigitsDataset",
+    "folder": "dplase.data.folder:FolderDataset",
+})
 
 
 def load_dataset(name: str, image_size: int = 64, seed: int = 0, **options: Any) -> ImageDataset:
@@ -41,9 +31,9 @@ def load_dataset(name: str, image_size: int = 64, seed: int = 0, **options: Any)
     ``options`` go to the dataset (``folder`` needs ``path=`` and takes ``factors=``). Unknown names,
     unsupported image sizes and unknown options raise a ValueError that says what is accepted.
     """
-    if name not in DATASET_NAMES:
-        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASET_NAMES)}")
-    cls = _dataset_classes()[name]
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
+    cls = DATASETS[name].load()
     params = inspect.signature(cls).parameters
     accepted = [p for p in params if p not in ("image_size", "seed", "name")]
     unknown = sorted(set(options) - set(accepted))
@@ -63,7 +53,7 @@ def dataset_from_config(config: dict[str, Any]) -> ImageDataset:
 
 
 __all__ = [
-    "DATASET_NAMES",
+    "DATASETS",
     "FactorSpec",
     "ImageDataset",
     "dataset_from_config",

@@ -26,6 +26,8 @@ class GeneratorAdapter(ABC):
     checkpoint_sha256: str = ""
     #: short model name used in results tables
     name: str = "generator"
+    #: the family's network class, built from a checkpoint's ``arch`` keyword arguments
+    network: type[torch.nn.Module]
 
     @property
     @abstractmethod

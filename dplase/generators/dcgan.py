@@ -136,6 +136,7 @@ class DCGANDiscriminator(nn.Module):
 class DCGANAdapter(GeneratorAdapter):
     """Adapter for `DCGANGenerator` (always in eval mode: BatchNorm uses running statistics)."""
 
+    network = DCGANGenerator  # what a checkpoint's ``arch`` builds
     family = "dcgan"
 
     def __init__(self, net: DCGANGenerator, prior: Prior, device: str | torch.device = "cpu",

@@ -1,4 +1,7 @@
-"""Generator families by name, and the generator checkpoint format.
+"""Generator families by name (`FAMILIES`), and the generator checkpoint format.
+
+A family is one file holding its network and its `GeneratorAdapter` subclass, whose ``network`` attribute is
+the network class built from a checkpoint's ``arch``; adding one is that file plus one line in `FAMILIES`.
 
 A generator checkpoint is a `dplase.artifacts` file of kind "generator": tensors {"generator": state dict}
 (plus optional training extras), meta {"family", "arch", "prior", "dataset", "seed", "steps", "config",
@@ -15,11 +18,11 @@ import torch
 
 from dplase.artifacts import ArtifactError, load_artifact, save_artifact, sha256_file, sha256_tensors
 from dplase.generators.base import GeneratorAdapter
-from dplase.generators.dcgan import DCGANAdapter, DCGANGenerator
 from dplase.priors import prior_from_config
+from dplase.registry import Registry
 
-#: family name -> (network class, adapter class)
-FAMILIES: dict[str, tuple[type[torch.nn.Module], type]] = {"dcgan": (DCGANGenerator, DCGANAdapter)}
+#: family name -> its adapter class (imported on first use)
+FAMILIES = Registry("generator family", {"dcgan": "dplase.generators.dcgan:DCGANAdapter"})
 
 
 def save_generator(
@@ -41,8 +44,8 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
     family = meta.get("family")
     if family not in FAMILIES:
         raise ArtifactError(f"{path}: unknown generator family '{family}'; known: {', '.join(FAMILIES)}")
-    net_cls, adapter_cls = FAMILIES[family]
-    net = net_cls(**meta["arch"])
+    adapter_cls = FAMILIES[family].load()
+    net = adapter_cls.network(**meta["arch"])
     state = tensors["generator"]
     if sha256_tensors(state) != meta.get("weights_sha256"):
         raise ArtifactError(f"{path}: generator weights do not match their recorded sha256 (corrupted file)")

@@ -14,17 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dplase.sweep import Sweep
+from dplase.config import Sweep
+from dplase.stages import STAGES, collection_stages, job_arguments, resources, waves
 
-#: the waves the launcher submits in order; each wave's tasks depend only on earlier waves' outputs
-WAVES: tuple[tuple[str, ...], ...] = (
-    ("train_gan", "train_factor_predictor"),
-    ("discover_directions",),
-    ("evaluate_walks",),
-)
-STAGES = tuple(stage for wave in WAVES for stage in wave)
-#: stages that run on a GPU when the cluster has one (the Snakemake profile asks gpu=1 for the same rules)
-GPU_STAGES = frozenset({"train_gan", "discover_directions", "evaluate_walks"})
+#: the waves the launcher submits in order (from the stage table: each needs only earlier waves' outputs)
+WAVES: tuple[tuple[str, ...], ...] = tuple(waves())
+#: the stages the launcher submits (its --stage choices)
+LAUNCH_STAGES = tuple(stage for wave in WAVES for stage in wave)
 
 
 @dataclass(frozen=True)
@@ -60,75 +56,31 @@ class Task:
         return [p for p in self.inputs if not self.path(p).exists()]
 
 
-def _resources(config: Mapping[str, Any], stage: str) -> dict[str, Any]:
-    """Threads, memory and time of a stage: the values its rule declares in workflow/rules/*.smk."""
-    if stage in GPU_STAGES:
-        return {"threads": 2 if stage == "train_gan" else 1, "mem_mb": int(config.get("mem_mb", 4000)),
-                "runtime_min": int(config.get("runtime", 60)), "gpu": True}
-    return {"threads": 1, "mem_mb": 2000, "runtime_min": 60, "gpu": False}
+def _task(sweep: Sweep, stage: str, key, workdir: str) -> Task:
+    """The task of one job of ``stage``: the same function, arguments and files as the stage's rule."""
+    inputs = sweep.job_inputs(stage, key)
+    outputs = sweep.job_outputs(stage, key)
+    kwargs = job_arguments(stage, {**inputs, **outputs}, sweep.job_kwargs(stage, key))
+    res = resources(stage, sweep.config)
+    flat_inputs = tuple(p for v in inputs.values() for p in ([v] if isinstance(v, str) else v))
+    name = key if isinstance(key, str) else "/".join(reversed(key)) if key else stage
+    return Task(stage, name, STAGES[stage].target, kwargs, flat_inputs, tuple(outputs.values()), workdir,
+                threads=res["threads"], mem_mb=res["mem_mb"], runtime_min=res["runtime"], gpu=STAGES[stage]["gpu"])
 
 
-def plan_tasks(sweep: Sweep, stages: Sequence[str] = STAGES, workdir: str | os.PathLike | None = None) -> list[Task]:
+def plan_tasks(sweep: Sweep, stages: Sequence[str] = LAUNCH_STAGES,
+               workdir: str | os.PathLike | None = None) -> list[Task]:
     """Every task of ``stages`` for the sweep, in wave order (done or not; see `Task.done`)."""
-    unknown = sorted(set(stages) - set(STAGES))
+    unknown = sorted(set(stages) - set(LAUNCH_STAGES))
     if unknown:
-        raise ValueError(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}")
+        raise ValueError(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(LAUNCH_STAGES)}")
     workdir = str(Path(workdir or os.getcwd()).resolve())
-    config = sweep.config
-    tasks: list[Task] = []
-    if "train_gan" in stages:
-        for model, dataset in sweep.trained_generators():
-            out = sweep.path("generator", model=model, dataset=dataset)
-            tasks.append(Task(
-                "train_gan", f"{dataset}/{model}", "dplase.jobs:train_gan_job",
-                {**sweep.gan_params(model, dataset), "out": out}, (),
-                (out, sweep.path("generator_grid", model=model, dataset=dataset),
-                 sweep.path("generator_losses", model=model, dataset=dataset)),
-                workdir, **_resources(config, "train_gan")))
-    if "train_factor_predictor" in stages:
-        for dataset in sweep.datasets():
-            out = sweep.path("predictor", dataset=dataset)
-            tasks.append(Task(
-                "train_factor_predictor", dataset, "dplase.jobs:train_predictor_job",
-                {**sweep.predictor_params(dataset), "out": out}, (), (out,),
-                workdir, **_resources(config, "train_factor_predictor")))
-    run_paths = {run.run_id: sweep.run_paths(run) for run in sweep.runs}
-    if "discover_directions" in stages:
-        for run_id, paths in run_paths.items():
-            tasks.append(Task(
-                "discover_directions", run_id, "dplase.jobs:discover_job",
-                {**sweep.discover_params(run_id), "generator": paths["generator"], "out": paths["directions"],
-                 "losses": paths["losses"]},
-                (paths["generator"],), (paths["directions"], paths["losses"]),
-                workdir, **_resources(config, "discover_directions")))
-    if "evaluate_walks" in stages:
-        for run_id, paths in run_paths.items():
-            tasks.append(Task(
-                "evaluate_walks", run_id, "dplase.jobs:evaluate_job",
-                {**sweep.evaluate_params(run_id), "generator": paths["generator"],
-                 "directions": paths["directions"], "predictor": paths["predictor"], "out": paths["run_metrics"]},
-                (paths["generator"], paths["directions"], paths["predictor"]), (paths["run_metrics"],),
-                workdir, **_resources(config, "evaluate_walks")))
-    return tasks
+    return [_task(sweep, stage, key, workdir) for stage in LAUNCH_STAGES if stage in stages
+            for key in sweep.job_keys(stage)]
 
 
 def collect_tasks(sweep: Sweep, workdir: str | os.PathLike | None = None) -> list[Task]:
-    """The light tasks run on the submitting node at the end (the workflow's localrules): runs table, metrics
-    and loss tables, with the same inputs as the rules write_runs_table, collect_metrics and collect_losses."""
+    """The light tasks run on the submitting node at the end (the workflow's local collection rules): runs
+    table, metrics and loss tables, with the same inputs as those rules."""
     workdir = str(Path(workdir or os.getcwd()).resolve())
-    runs = sweep.runs
-    metrics = tuple(sweep.path("run_metrics", run_id=r.run_id) for r in runs)
-    run_losses = tuple(sweep.path("losses", run_id=r.run_id) for r in runs)
-    gan_losses = tuple(sweep.path("generator_losses", model=m, dataset=d) for m, d in sweep.trained_generators())
-    labels = [{"model": m, "dataset": d, "run_id": None, "seed": None} for m, d in sweep.trained_generators()]
-    return [
-        Task("write_runs_table", "runs", "dplase.jobs:write_runs_table_job",
-             {"runs": [r.to_dict() for r in runs], "out": sweep.path("runs_table")}, (),
-             (sweep.path("runs_table"),), workdir),
-        Task("collect_metrics", "metrics", "dplase.jobs:collect_metrics_job",
-             {"inputs": list(metrics), "out": sweep.path("metrics")}, (*metrics, sweep.path("runs_table")),
-             (sweep.path("metrics"),), workdir),
-        Task("collect_losses", "losses", "dplase.jobs:collect_losses_job",
-             {"run_losses": list(run_losses), "generator_losses": list(gan_losses), "generator_labels": labels,
-              "out": sweep.path("all_losses")}, (*run_losses, *gan_losses), (sweep.path("all_losses"),), workdir),
-    ]
+    return [_task(sweep, stage, None, workdir) for stage in collection_stages()]

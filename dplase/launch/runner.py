@@ -33,8 +33,8 @@ from typing import Any
 
 import submitit
 
-from dplase.launch.plan import WAVES, Task, collect_tasks, plan_tasks
-from dplase.sweep import Sweep
+from dplase.launch.plan import LAUNCH_STAGES, WAVES, Task, collect_tasks, plan_tasks
+from dplase.config import Sweep, load_config, prepare
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +270,7 @@ def launch(
     workdir = str(Path(workdir or os.getcwd()).resolve())
     folder = Path(folder) if Path(folder).is_absolute() else Path(workdir) / folder
     make_executor(cluster, folder, slurm)  # fail early on an unknown cluster
-    wanted = set(stages) if stages is not None else {s for wave in WAVES for s in wave}
+    wanted = set(stages) if stages is not None else set(LAUNCH_STAGES)
     outcomes: list[TaskOutcome] = []
     for wave in WAVES:
         tasks = plan_tasks(sweep, [s for s in wave if s in wanted], workdir)
@@ -301,8 +301,6 @@ def load_sweep(config_files: Sequence[str | os.PathLike], base_config: str | os.
                root: str = "results") -> Sweep:
     """The sweep `snakemake --configfile FILE...` sees: ``config_files`` merged onto the Snakefile's base config
     (when it exists), validated and expanded."""
-    from dplase.sweep import load_config, prepare
-
     files = [base_config] if base_config and Path(base_config).is_file() else []
     files += [f for f in config_files if not (files and Path(f).resolve() == Path(files[0]).resolve())]
     return prepare(load_config(*files), root)

@@ -1,15 +1,19 @@
 """Direction-discovery methods behind one interface: ``fit(name, generator, config, context) -> DirectionSet``.
 
 Each method module defines ``SPEC = MethodSpec(...)``: a config dataclass (subclass of `MethodConfig`, every
-hyperparameter with its default) and a ``fit(generator, config, context) -> DirectionSet`` function. The
-workflow, metrics and figures only ever see the DirectionSet, so no caller special-cases a method.
+hyperparameter with its default) and a ``fit(generator, config, context) -> DirectionSet`` function, and has
+one line in `METHODS`. The workflow, metrics and figures only ever see the DirectionSet, so no caller
+special-cases a method.
+
+A config field may declare the name configs and the CLI use for it, where the Python name must differ
+(``lam: float = field(default=1.0, metadata={"option": "lambda"})``: ``lambda`` is a Python keyword);
+`option_fields` resolves those spellings, the only place that knows about them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,16 +21,18 @@ from typing import Any
 from dplase.directions import DirectionSet
 from dplase.generators.base import GeneratorAdapter
 
-#: method name -> module defining SPEC (imported on first use)
-METHOD_MODULES = {
-    "dplase": "dplase.methods.dplase",
-    "sefa": "dplase.methods.sefa",
-    "ganspace": "dplase.methods.ganspace",
-    "voynov": "dplase.methods.voynov",
-    "random": "dplase.methods.simple",
-    "coordinate": "dplase.methods.simple",
-}
-METHOD_NAMES = tuple(METHOD_MODULES)
+from dplase.registry import Registry
+
+#: method name -> the module's SPEC (imported on first use); ``fits_correction``: the DirectionSet carries a learned
+#: density correction, so the method's runs may use the learned walk
+METHODS = Registry("method", {
+    "dplase": ("dplase.methods.dplase:SPEC", {"fits_correction": True}),
+    "sefa": "dplase.methods.sefa:SPEC",
+    "ganspace": "dplase.methods.ganspace:SPEC",
+    "voynov": "dplase.methods.voynov:SPEC",
+    "random": "dplase.methods.simple:SPEC",
+    "coordinate": "dplase.methods.simple:SPEC",
+})
 
 
 @dataclass
@@ -77,14 +83,34 @@ def make_direction_set(
 
 def get_method(name: str) -> MethodSpec:
     """The spec of a method by name (clear error for an unknown one)."""
-    if name not in METHOD_MODULES:
-        raise ValueError(f"unknown method '{name}'; choose one of {', '.join(METHOD_NAMES)}")
-    return importlib.import_module(METHOD_MODULES[name]).SPEC
+    return METHODS.load(name)
+
+
+def option_fields(config_cls: type) -> dict[str, str]:
+    """Option name (as configs and the CLI spell it) -> config field, for every field of ``config_cls``."""
+    return {f.metadata.get("option", f.name): f.name for f in dataclasses.fields(config_cls)}
+
+
+def config_kwargs(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Options as spelled in configs (``lambda``) -> keyword arguments of method ``name``'s config (``lam``).
+
+    Field names are accepted as well; an option the method lacks is kept as it is (`make_config` rejects it).
+    """
+    fields = option_fields(get_method(name).config_cls)
+    return {fields.get(key, key): value for key, value in options.items()}
+
+
+def accepted_options(name: str) -> tuple[str, ...]:
+    """Every option name method ``name`` accepts (config spellings and field names)."""
+    fields = option_fields(get_method(name).config_cls)
+    return tuple(sorted({*fields, *fields.values()}))
 
 
 def make_config(name: str, **overrides: Any) -> MethodConfig:
-    """The method's config with ``overrides`` applied; unknown keys are a clear error naming them."""
+    """The method's config with ``overrides`` (field names or config spellings) applied; unknown keys are a
+    clear error naming them."""
     cls = get_method(name).config_cls
+    overrides = config_kwargs(name, overrides)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(overrides) - known)
     if unknown:

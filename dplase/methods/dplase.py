@@ -3,7 +3,7 @@ G1(z) along density-preserving walks while keeping the changes of different dire
 
 Objective per batch (see ../shared/design/method.md): l_var = -variation + lambda * cross, plus
 zeta * orthogonality penalty (or an exactly orthogonal parametrisation), plus, for the learned walk, the
-density terms l_mon + l_lik (F) and l_den + proximity (C) from `dplase.density`.
+density terms l_mon + l_lik (F) and l_den + proximity (C) from `dplase.walks.learned`.
 
 Two estimators of l_var (``estimator``):
 - ``full`` (the write-up's exact sums, default): every sample is walked along all K directions with one step
@@ -17,30 +17,39 @@ Two estimators of l_var (``estimator``):
   change patterns, averaged over samples with j != h only (0 when there are none: no 0/0 for K = 1).
 Orthogonality: ``penalty`` = ||Gamma Gamma^T - I||_F^2 (divided by K^2 for the stochastic estimator, as
 in the authors' code) on the row-normalised Gamma; ``expm`` = first K rows of expm(A - A^T) Q0 (exact).
+The loss terms and Gamma's parametrisation live in `dplase.methods.dplase_losses`; this module is the config
+and the trainer.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import nn
 
-from dplase.density import DensityConfig, DensityModel, correction_state, default_max_step
 from dplase.directions import WALK_TYPES, DirectionSet
 from dplase.generators.base import GeneratorAdapter
 from dplase.methods import FitContext, MethodConfig, MethodSpec
+from dplase.methods.dplase_losses import (
+    Directions,
+    _ContiguousGrad,
+    as_matrix,
+    full_terms,
+    orthogonality_penalty,
+    stochastic_terms,
+)
 from dplase.subspace import SelfExpression, SubspaceConfig, cluster_channels, labels_to_masks, subspace_step
 from dplase.training.loop import LoopState, run_loop, step_generator
-from dplase.walks import linear_walk, norm_walk
+from dplase.walks import apply_walk
+from dplase.walks.learned import CorrectionFn, DensityConfig, DensityModel, correction_state
+from dplase.walks.steps import StepRange
 
 ESTIMATORS = ("full", "stochastic")
 ORTHOGONAL = ("penalty", "expm")
 DENSITY_MODES = ("joint", "pretrain")
-_TINY = 1e-30  # denominators of cosines: a zero change gives a zero cosine, never 0/0
 
 
 @dataclass
@@ -59,8 +68,8 @@ class DPLaSEConfig(MethodConfig):
     steps: int = 1000
     lr: float = 5e-3
     batch_size: int = 16
-    max_step: float | None = None  # T; None: scaled to the prior (see `default_max_step`); 0 is refused
-    lam: float = 1.0  # lambda, weight of the decorrelation (cross) term
+    max_step: float | None = None  # T; None: scaled to the prior (`dplase.walks.steps.max_step`); 0 refused
+    lam: float = field(default=1.0, metadata={"option": "lambda"})  # weight of the decorrelation (cross) term
     zeta: float = 10.0  # weight of the orthogonality penalty (unused with orthogonal="expm")
     estimator: str = "full"
     orthogonal: str = "penalty"
@@ -72,7 +81,7 @@ class DPLaSEConfig(MethodConfig):
     correction_depth: int = 2
     min_slope: float = 1e-4  # v in l_mon
     delta: float = 1e-3  # finite-difference step for F'
-    proximity: float = 0.1  # weight of mean ||C||^2 (C is kept orthogonal to gamma, see dplase.density)
+    proximity: float = 0.1  # weight of mean ||C||^2 (C is kept orthogonal to gamma, see dplase.walks.learned)
     cdf_lr: float = 1e-2  # Adam for F
     correction_lr: float = 3e-3  # Adam for C
     density_batch: int = 512
@@ -126,136 +135,6 @@ class DPLaSEConfig(MethodConfig):
         return SubspaceConfig(**{f.name: getattr(self, f"subspace_{f.name}") for f in fields})
 
 
-# ------------------------------------------------------------------------------------------ loss terms
-
-
-def as_matrix(f: torch.Tensor) -> torch.Tensor:
-    """Features (M x C x H x W, or M x D) as (M x channels x positions), a free view for conv maps.
-
-    The change D of the spec is the transpose of each slice (positions x channels); a flat vector is D x 1,
-    i.e. one channel here.
-    """
-    if f.ndim == 2:
-        return f[:, None, :]
-    return f.flatten(2)
-
-
-class _Gram(torch.autograd.Function):
-    """X X^T (or X^T X) for a batch of matrices, with a one-product backward in X's own layout.
-
-    Autograd's backward of bmm(x, x^T) computes two products and hands G1 a gradient with transposed
-    strides, which made the backward through the generator's convolutions up to 2x slower on CPU.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, transpose: bool) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        ctx.transpose = transpose
-        return torch.bmm(x.transpose(1, 2), x) if transpose else torch.bmm(x, x.transpose(1, 2))
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (x,) = ctx.saved_tensors
-        sym = grad + grad.transpose(1, 2)
-        return (torch.bmm(x, sym) if ctx.transpose else torch.bmm(sym, x)), None
-
-
-def batched_gram(x: torch.Tensor, transpose: bool = False) -> torch.Tensor:
-    """X X^T (X^T X if ``transpose``) for each matrix in the batch."""
-    return _Gram.apply(x, transpose)
-
-
-class _ContiguousGrad(torch.autograd.Function):
-    """Identity whose backward makes the incoming gradient contiguous (mean/expand and views otherwise
-    reach the generator's convolution backward with odd strides, its slow path)."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        return grad.contiguous()
-
-
-def full_terms(delta: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Variation and cross terms of the full estimator for changes ``delta`` (N x K x C x P).
-
-    With D_j = delta[n, j].T (positions x channels): variation = mean(delta^2); cross = mean over n and
-    ordered pairs j != h of ||D_j^T D_h||_F^2 / (||D_j||^2 ||D_h||^2). Both come from one batched Gram
-    matrix, over positions (P x P per direction) or over channels of all directions (KC x KC per sample),
-    whichever is cheaper, so the loss costs a few matrix products and no per-element passes.
-    """
-    n, k, c, p = delta.shape
-    if k < 2:
-        return {"variation": delta.pow(2).mean(), "cross": delta.new_zeros(())}
-    if k * p * p * (c + k) <= p * (k * c) ** 2:
-        # ||A^T B||_F^2 = <A A^T, B B^T>_F with A A^T = delta_j^T delta_j (P x P)
-        gram = batched_gram(delta.reshape(n * k, c, p), transpose=True).reshape(n, k, p * p)
-        sq = gram[..., :: p + 1].sum(-1)  # trace = ||D_j||^2
-        num = batched_gram(gram)  # N x K x K (a Gram of the Grams; its backward stays contiguous)
-    else:
-        # all blocks D_j^T D_h (C x C) at once: Y = rows of all directions' channels (KC x P), Y Y^T
-        gram = batched_gram(delta.reshape(n, k * c, p))
-        sq = gram.diagonal(dim1=1, dim2=2).reshape(n, k, c).sum(-1)
-        num = gram.reshape(n, k, c, k, c).pow(2).sum(dim=(2, 4))
-    variation = sq.sum() / delta.numel()
-    ratio = num / (sq[:, :, None] * sq[:, None, :]).clamp_min(_TINY)
-    off = 1 - torch.eye(k, dtype=delta.dtype, device=delta.device)
-    cross = (ratio * off).sum(dim=(1, 2)).mean() / (k * (k - 1))
-    return {"variation": variation, "cross": cross}
-
-
-def stochastic_terms(delta_j: torch.Tensor, delta_h: torch.Tensor, differ: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Authors' estimator for changes along labels j and h (each N x C x P), ``differ`` = (j != h) per sample.
-
-    variation = mean(D_j^2) + mean(D_h^2); cross = mean over channels of cos^2 between the two walks'
-    spatial change patterns, averaged over the samples with j != h (0 if there are none).
-    """
-    sq_j, sq_h = delta_j.pow(2).sum(dim=2), delta_h.pow(2).sum(dim=2)  # N x C
-    variation = sq_j.mean() / delta_j.shape[2] + sq_h.mean() / delta_h.shape[2]
-    dot = (delta_j * delta_h).sum(dim=2)
-    cos2 = (dot.pow(2) / (sq_j * sq_h).clamp_min(_TINY)).mean(dim=1)  # N
-    w = differ.to(cos2)
-    cross = (cos2 * w).sum() / w.sum().clamp_min(1.0)
-    return {"variation": variation, "cross": cross}
-
-
-def orthogonality_penalty(gamma: torch.Tensor, per_k2: bool = False) -> torch.Tensor:
-    """||Gamma Gamma^T - I||_F^2 for Gamma with K rows (divided by K^2 if ``per_k2``)."""
-    k = gamma.shape[0]
-    eye = torch.eye(k, dtype=gamma.dtype, device=gamma.device)
-    value = (gamma @ gamma.T - eye).pow(2).sum()
-    return value / k**2 if per_k2 else value
-
-
-def random_orthonormal(d: int, gen: torch.Generator) -> torch.Tensor:
-    """A seeded random orthonormal d x d matrix (rows), sign-fixed so it is reproducible."""
-    q, r = torch.linalg.qr(torch.randn(d, d, generator=gen, dtype=torch.float64))
-    q = q * torch.sign(torch.diagonal(r))[None, :]
-    return q.T.float().contiguous()
-
-
-class Directions(nn.Module):
-    """Gamma (K x d, unit rows): free rows normalised in the forward pass, or expm of a skew matrix."""
-
-    def __init__(self, k: int, d: int, mode: str, gen: torch.Generator) -> None:
-        super().__init__()
-        self.k, self.mode = k, mode
-        base = random_orthonormal(d, gen)
-        if mode == "penalty":
-            self.raw = nn.Parameter(base[:k].clone())
-        else:
-            self.register_buffer("base", base)
-            self.skew = nn.Parameter(torch.zeros(d, d))
-
-    def forward(self) -> torch.Tensor:
-        if self.mode == "penalty":
-            return self.raw / self.raw.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        upper = torch.triu(self.skew, diagonal=1)
-        return (torch.linalg.matrix_exp(upper - upper.T) @ self.base)[: self.k]
-
-
 # ----------------------------------------------------------------------------------------------- trainer
 
 
@@ -265,7 +144,9 @@ class DPLaSETrainer:
     def __init__(self, generator: GeneratorAdapter, config: DPLaSEConfig, seed: int) -> None:
         self.g, self.cfg, self.seed = generator, config, seed
         self.layer = config.layer or generator.default_layer()
-        self.max_step = float(config.max_step) if config.max_step is not None else default_max_step(generator.prior)
+        given = config.max_step is not None
+        self.step_range = StepRange(float(config.max_step)) if given else StepRange.for_prior(generator.prior)
+        self.max_step = self.step_range.max_step  # T
         init = torch.Generator().manual_seed(int(seed))
         self.dirs = Directions(config.k, generator.z_dim, config.orthogonal, init).to(generator.device)
         self.opt = torch.optim.Adam(self.dirs.parameters(), lr=config.lr)
@@ -295,27 +176,28 @@ class DPLaSETrainer:
 
     # -- walks
     def walk(self, z0: torch.Tensor, gamma: torch.Tensor, eps: torch.Tensor, train: bool = False) -> torch.Tensor:
-        """The configured walk; during training the learned C is used with detached weights unless
+        """The configured walk (`dplase.walks.apply_walk`), with C from `_correction` for the learned walk."""
+        return apply_walk(self.cfg.walk, z0, gamma, eps, self._correction(train))
+
+    def _correction(self, train: bool) -> CorrectionFn | None:
+        """The learned C (None for the other walks); during training with detached weights unless
         ``correction_from_variation`` (so C learns density preservation, not extra variation)."""
-        kind = self.cfg.walk
-        if kind == "linear":
-            return linear_walk(z0, gamma, eps)
-        if kind == "norm":
-            return norm_walk(z0, gamma, eps)
-        assert self.density is not None
+        if self.density is None:
+            return None
         c = self.density.correction
-        if train and not self.cfg.correction_from_variation:
-            params = {name: v.detach() for name, v in c.named_parameters()}
-            params.update(dict(c.named_buffers()))
-            corr = torch.func.functional_call(c, params, (z0, eps, gamma))
-        else:
-            corr = c(z0, eps, gamma)
-        return z0 + eps[:, None] * gamma + corr
+        if not train or self.cfg.correction_from_variation:
+            return c
+        params = {name: v.detach() for name, v in c.named_parameters()}
+        params.update(dict(c.named_buffers()))
+
+        def detached(z0: torch.Tensor, eps: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+            return torch.func.functional_call(c, params, (z0, eps, gamma))
+
+        return detached
 
     def _sample(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         z0 = self.g.prior.sample(n, gen).to(self.g.device)
-        eps = ((torch.rand(n, generator=gen) * 2 - 1) * self.max_step).to(self.g.device)
-        return z0, eps
+        return z0, self.step_range.sample(n, gen).to(self.g.device)
 
     # -- steps
     def step(self, step: int) -> dict[str, torch.Tensor]:
@@ -406,7 +288,7 @@ class DPLaSETrainer:
         """Mean squared feature change per direction over a fixed seeded sample and 8 steps in [-T, T]."""
         gen = step_generator(self.seed, self.total_steps)  # a stream no training step uses
         z0 = self.g.prior.sample(self.cfg.score_samples, gen).to(self.g.device)
-        grid = torch.cat([torch.linspace(-1, 0, 5)[:-1], torch.linspace(0, 1, 5)[1:]]) * self.max_step
+        grid = self.step_range.probe()
         f0 = self.g.features(z0, self.layer)
         out = torch.zeros(gamma.shape[0])
         for j in range(gamma.shape[0]):

@@ -2,7 +2,7 @@
 
 The K directions are the first K rows of exp(A - Aᵀ) (an orthogonal matrix for any A, so they stay exactly
 orthonormal with no penalty; as published, A starts near 0, i.e. the directions start near the coordinate
-axes). Each step draws z, a direction index k and a shift ε (`dplase.reconstructor.ShiftSampler`, published
+axes). Each step draws z, a direction index k and a shift ε (`dplase.walks.steps.StepRange.shifts`, published
 defaults: uniform, scale 6, min shift 0.5), renders G(z) and G(walk(z, γ_k, ε)), and minimises
 label_weight * CE(k) + shift_weight * L1(ε) over both the reconstructor and A.
 
@@ -21,18 +21,13 @@ from dplase.directions import DirectionSet
 from dplase.generators.base import GeneratorAdapter
 from dplase.methods import FitContext, MethodConfig, MethodSpec, make_direction_set
 from dplase.priors import seeded_generator
-from dplase.reconstructor import (
-    ShiftSampler,
-    WalkFn,
-    build_reconstructor,
-    per_direction_accuracy,
-    reconstructor_terms,
-    sample_pairs,
-)
+from dplase.reconstructor import build_reconstructor, per_direction_accuracy, reconstructor_terms, sample_pairs
 from dplase.training.loop import LoopState, run_loop, step_generator
-from dplase.walks import apply_walk
+from dplase.walks import WALKS, make_walk
+from dplase.walks.steps import StepRange
 
-SUPPORTED_WALKS = ("linear", "norm")
+#: the walks without a learned correction network (only dplase trains one): linear, norm
+SUPPORTED_WALKS = WALKS.where(needs_correction=False)
 #: offset between the training seed and the seed of the held-out pairs used for the scores
 EVAL_SEED_OFFSET = 7_777
 
@@ -68,23 +63,13 @@ class OrthonormalDirections(nn.Module):
         return torch.linalg.matrix_exp(self.log_half - self.log_half.T)[: self.k]
 
 
-def _walk_fn(kind: str) -> WalkFn:
-    if kind not in SUPPORTED_WALKS:
-        raise ValueError(
-            f"voynov trains with walk {' or '.join(SUPPORTED_WALKS)}, got '{kind}' "
-            "(the learned walk needs a correction network that only dplase trains)"
-        )
-
-    def walk(z0: torch.Tensor, gamma: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        return apply_walk(kind, z0, gamma, eps)
-
-    return walk
-
-
 def fit(name: str, generator: GeneratorAdapter, config: VoynovConfig, context: FitContext) -> DirectionSet:
     """Train directions and reconstructor jointly (checkpointed, resumable) and return the directions."""
-    walk_fn = _walk_fn(config.walk)
-    shifts = ShiftSampler(config.shift_scale, config.min_shift, config.shift_distribution)
+    if config.walk not in SUPPORTED_WALKS:
+        raise ValueError(f"voynov trains with walk {' or '.join(SUPPORTED_WALKS)}, got '{config.walk}' "
+                         "(the learned walk needs a correction network that only dplase trains)")
+    walk_fn = make_walk(config.walk)
+    shifts = StepRange(config.shift_scale, config.min_shift).shifts(config.shift_distribution)
     device = generator.device  # everything lives where the generator does (the CLI loads it on --device)
     directions = OrthonormalDirections(config.k, generator.z_dim, config.init_scale, context.seed).to(device)
     model = build_reconstructor(config.k, generator.channels, config.reconstructor_width, shifts,

@@ -7,16 +7,21 @@ For a start image G(z0) and its walked image, the per-factor change is
 Each factor's change is then normalised by its *reference scale*: the mean change between two unrelated real
 images (random pairs). 1.0 thus means "as much change as swapping for a random image", which makes factors
 of different kinds comparable within the directions x factors matrix.
+
+`AttributeChange` is the registered metric "attr": per (walk, direction, step) rows ``attr_change.<factor>``,
+the directions x factors matrix (step null) and the top-factor shares.
 """
 
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dplase.metrics.context import EvalContext, ImageMetric, Row
 from dplase.metrics.predictor import Predictions
 
 
@@ -69,3 +74,50 @@ def top_share(matrix: np.ndarray) -> np.ndarray:
     totals = matrix.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(totals > 0, matrix.max(axis=1) / totals, np.nan)
+
+
+class AttributeChange(ImageMetric):
+    """Attribute change along walks, read by the factor predictor from each walked image as it is made."""
+
+    def __init__(self, ctx: EvalContext) -> None:
+        super().__init__(ctx)
+        self.specs = ctx.predictor.specs
+        self.start_pred: Predictions | None = None
+        self.scales: dict[str, float] = {}
+        self.step_rows: list[Row] = []
+        self.per_direction: dict[str, list[dict[str, float]]] = defaultdict(list)  # walk -> per direction
+
+    def start(self, images: torch.Tensor) -> None:
+        """Start predictions and the reference scales (random pairs of real images, drawn with seed)."""
+        predictor = self.ctx.predictor
+        self.start_pred = predictor.predict(images)
+        self.scales = reference_scales(self.specs, predictor.predict(self.ctx.real[0]), seed=self.ctx.config.seed)
+
+    def walked(self, walk: str, j: int, images: torch.Tensor) -> None:
+        """Per-step rows and the direction's mean change per factor over all steps."""
+        ctx = self.ctx
+        walked, start = ctx.predictor.predict(images), subset(self.start_pred, ctx.block(j))
+        totals: dict[str, list[float]] = defaultdict(list)
+        for i, e in enumerate(ctx.steps):
+            for name, values in changes(self.specs, start, subset(walked, ctx.step_rows(i))).items():
+                value = float(values.mean()) / self.scales[name]
+                totals[name].append(value)
+                self.step_rows.append({"walk": walk, "direction": j, "step": e, "metric": f"attr_change.{name}",
+                                       "value": value, "n_samples": ctx.n})
+        self.per_direction[walk].append({name: float(np.mean(v)) for name, v in totals.items()})
+
+    def rows(self) -> list[Row]:
+        """The per-step rows, then per walk the directions x factors matrix (step null) and top-factor shares."""
+        names, n_images = [s["name"] for s in self.specs], self.ctx.n * len(self.ctx.steps)
+        rows = list(self.step_rows)
+        for w, summaries in self.per_direction.items():
+            matrix = change_matrix(summaries, names)
+            shares = top_share(matrix)
+            for j in range(len(matrix)):
+                rows += [{"walk": w, "direction": j, "metric": f"attr_change.{name}", "value": float(matrix[j, f]),
+                          "n_samples": n_images} for f, name in enumerate(names)]
+                rows.append({"walk": w, "direction": j, "metric": "attr_top_share", "value": float(shares[j]),
+                             "n_samples": n_images})
+            rows.append({"walk": w, "metric": "attr_top_share", "value": float(np.nanmean(shares)),
+                         "n_samples": n_images * len(matrix)})
+        return rows

@@ -3,12 +3,16 @@
 Per walked latent z_w with start z0: the log-density drift log p0(z_w) - log p0(z0), the norm ratio
 ||z_w|| / ||z0||, and whether ||z_w|| falls outside the central 98% of the prior's norm distribution
 (`Prior.norm_quantiles`, the chi distribution for a Gaussian).
+
+`density_metric` is the registered metric "density": those means per (walk, direction, step), from the walked
+latents alone (no images).
 """
 
 from __future__ import annotations
 
 import torch
 
+from dplase.metrics.context import EvalContext, Row
 from dplase.priors import Prior
 
 #: the central mass of ||z|| under the prior counted as "inside"
@@ -48,3 +52,17 @@ def density_summary(prior: Prior, z0: torch.Tensor, zw: torch.Tensor,
         "norm_ratio": float(terms["norm_ratio"].mean()),
         "outside_share": float(terms["outside"].mean()),
     }
+
+
+def density_metric(ctx: EvalContext) -> list[Row]:
+    """`density_summary` rows per (walk, direction, step) over the direction's n start points."""
+    prior = ctx.generator.prior
+    bounds = norm_bounds(prior)
+    rows: list[Row] = []
+    for (walk, j), zw in ctx.walked.items():
+        z0 = ctx.z0[ctx.block(j)]
+        for i, e in enumerate(ctx.steps):
+            summary = density_summary(prior, z0, zw[ctx.step_rows(i)], bounds)
+            rows += [{"walk": walk, "direction": j, "step": e, "metric": name, "value": value, "n_samples": ctx.n}
+                     for name, value in summary.items()]
+    return rows

@@ -11,6 +11,7 @@ floats, so they can be checked against any other implementation:
 
 `encode_real` is the protocol that turns directions into codes for real images: an encoder is trained on
 generated images to regress their coordinates along the K directions, then applied to real images.
+`disent_metric` is the registered metric "disent": that protocol on the evaluation's real set.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import numpy as np
 import scipy.stats
 import torch
 from sklearn.metrics import mutual_info_score
+
+from dplase.metrics.context import EvalContext, Row
 
 N_BINS = 20
 
@@ -223,3 +226,16 @@ def disentanglement_scores(codes: np.ndarray, factors: np.ndarray, importance: s
     if factors.shape[1] >= 2:
         out["modularity"] = modularity(codes, factors)
     return out
+
+
+def disent_metric(ctx: EvalContext) -> list[Row]:
+    """MIG, DCI and modularity of the real set's codes (encoder trained with seed + 3, scores with seed)."""
+    cfg = ctx.config
+    encoder = train_code_encoder(ctx.generator, ctx.directions.directions, steps=cfg.encoder_steps,
+                                 seed=cfg.seed + 3, batch_size=cfg.encoder_batch_size, progress=cfg.progress)
+    real_images, real_factors = ctx.real
+    codes = encode(encoder, real_images)
+    factors = factor_codes(real_factors, ctx.dataset.factor_specs)
+    scores = disentanglement_scores(codes, factors, importance=cfg.dci_importance, seed=cfg.seed,
+                                    n_estimators=cfg.dci_estimators)
+    return [{"metric": name, "value": value, "n_samples": len(codes)} for name, value in scores.items()]

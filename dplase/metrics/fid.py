@@ -5,16 +5,24 @@ Two extractors, both plugged into clean-fid as a custom feature model (a callabl
 - ``inception``: clean-fid's own TorchScript Inception (``inception-2015-12-05.pt``). It is loaded from a
   local copy (``weights=PATH``, the file or the folder holding it); without one, clean-fid's download is tried,
   and when that fails too the error names the ``--inception-weights`` option.
+
+`WalkFID` is the registered metric "fid": FID per walk and signed step over the K x n walked images of that
+step (all directions pooled), each from a distinct start point; step 0 is the set of start images itself.
+(Pooling +eps and -eps, or reusing few start points for all directions, would make small-step sets
+near-duplicates of each other and inflate their FID through lost diversity.)
 """
 
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from dplase.metrics.context import EvalContext, ImageMetric, Row
 
 INCEPTION_FILE = "inception-2015-12-05.pt"
 EXTRACTORS = ("domain", "inception")
@@ -117,3 +125,42 @@ def domain_fid(predictor, images1: torch.Tensor, images2: torch.Tensor) -> float
     """Domain FID between two image sets (predictor features)."""
     model = domain_extractor(predictor)
     return fid_from_features(extract_features(images1, model), extract_features(images2, model))
+
+
+class WalkFID(ImageMetric):
+    """FID along walks: features of each walked image as it is made, one Fréchet distance per (walk, step)."""
+
+    def __init__(self, ctx: EvalContext) -> None:
+        super().__init__(ctx)
+        cfg = ctx.config
+        # built before any image is made, so that missing Inception weights fail before the long loop
+        self.extractor = make_extractor(cfg.extractor, ctx.predictor, cfg.inception_weights, ctx.device)
+        self.real_feats = np.empty((0, 0))
+        self.feats: dict[tuple[str, float], list[np.ndarray]] = defaultdict(list)
+
+    def _features(self, images: torch.Tensor) -> np.ndarray:
+        return extract_features(images, self.extractor, self.ctx.config.batch_size, self.ctx.device)
+
+    def start(self, images: torch.Tensor) -> None:
+        """Real reference features, and the start images as every walk's step 0."""
+        self.real_feats = self._features(self.ctx.real[0])
+        start_feats = self._features(images)
+        for w in self.ctx.walks:
+            self.feats[(w, 0.0)] = [start_feats]
+
+    def walked(self, walk: str, j: int, images: torch.Tensor) -> None:
+        feats = self._features(images)
+        for i, e in enumerate(self.ctx.steps):
+            self.feats[(walk, e)].append(feats[self.ctx.step_rows(i)])
+
+    def rows(self) -> list[Row]:
+        """One ``fid`` row per (walk, step), then the size of the real reference set."""
+        extractor = self.ctx.config.extractor
+        rows: list[Row] = []
+        for (w, step), parts in sorted(self.feats.items()):
+            feats = np.concatenate(parts)
+            rows.append({"walk": w, "step": step, "metric": "fid", "value": fid_from_features(feats, self.real_feats),
+                         "n_samples": len(feats), "extractor": extractor})
+        rows.append({"metric": "fid_real_reference_size", "value": float(len(self.real_feats)),
+                     "n_samples": len(self.real_feats), "extractor": extractor})
+        return rows

@@ -3,12 +3,15 @@
 A fresh reconstructor (`dplase.reconstructor`, the same module the ``voynov`` method trains jointly) learns,
 on fixed directions, to tell from an image pair (G(z), G(walk(z, γ_k, ε))) which direction k was applied;
 its accuracy on pairs drawn from a different seed is the score (chance: 1/K).
+
+`rca_metric` is the registered metric "rca": one score per walk (seed + 4 of the evaluation seed).
 """
 
 from __future__ import annotations
 
 import torch
 
+from dplase.metrics.context import EvalContext, Row
 from dplase.reconstructor import ShiftSampler, WalkFn, reconstructor_accuracy, train_reconstructor
 
 
@@ -26,3 +29,17 @@ def rca(generator, directions: torch.Tensor, walk_fn: WalkFn, steps: int = 400, 
                                    shifts=shifts, seed=seed, device=device, progress=progress)
     return reconstructor_accuracy(model, generator, directions, walk_fn, n=n_test, seed=seed + 1,
                                   shifts=shifts)
+
+
+def rca_metric(ctx: EvalContext) -> list[Row]:
+    """RCA per walk, the reconstructor trained and tested on that walk."""
+    cfg, gen = ctx.config, ctx.generator
+    rows: list[Row] = []
+    for w in ctx.walks:
+        # shifts up to the grid's max |eps| (not Voynov's 6, tuned for d = 512): RCA then probes the same
+        # step range as every other metric
+        value = rca(gen, ctx.directions.directions, ctx.walk_fn(w), steps=cfg.rca_steps, n_test=cfg.rca_test,
+                    seed=cfg.seed + 4, shift_scale=cfg.max_eps, min_shift=min(0.5, cfg.max_eps / 2),
+                    device=gen.device, progress=cfg.progress)
+        rows.append({"walk": w, "metric": "rca", "value": value, "n_samples": cfg.rca_test})
+    return rows

@@ -1,8 +1,9 @@
 """The study's figures, drawn from the collected Parquet tables alone (seaborn; PNG and PDF).
 
 Every function takes the long-format results frame (`dplase.results` schema) or the loss table
-(`dplase.jobs.LOSS_COLUMNS`) and returns a matplotlib Figure; `draw_figure` reads a table, draws one figure
-by name and writes it as PNG and PDF. No figure needs a model or a GPU, so all of them can be redrawn after
+(`dplase.results.LOSS_COLUMNS`) and returns a matplotlib Figure; `draw_figure` reads a table, draws one figure
+by name and writes it as PNG and PDF. The names, and the table each figure reads, are registered in
+`dplase.plots.FIGURES` (re-exported here). No figure needs a model or a GPU, so all of them can be redrawn after
 the fact. Traversal grids need the generator and are drawn by `dplase traverse`.
 
 Runs are grouped into *variants*: the method, plus the walk it was trained with where a method was trained
@@ -22,14 +23,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-#: figure name -> (drawing function name, which table it reads)
-FIGURES: dict[str, tuple[str, str]] = {
-    "fid_vs_step": ("fid_vs_step", "metrics"),
-    "density_vs_step": ("density_vs_step", "metrics"),
-    "attribute_change": ("attribute_change", "metrics"),
-    "ablation": ("ablation", "metrics"),
-    "loss_curves": ("loss_curves", "losses"),
-}
+from dplase.plots import FIGURES
+
 #: how the walk a method was trained with is named in the ablation
 WALK_LABELS = {"linear": "linear\n(no density term)", "norm": "norm\n(analytic)", "learned": "learned\n(density net)"}
 DEFAULT_ABLATION_METRICS = ("fid", "abs_logp_drift", "outside_share", "attr_top_share", "mig", "rca")
@@ -298,11 +293,12 @@ def read_table(path: str | os.PathLike, kind: str) -> pd.DataFrame:
 
 def draw_figure(name: str, table: str | os.PathLike, png: str | os.PathLike, pdf: str | os.PathLike | None = None,
                 dpi: int = 120, ablation_metrics: Sequence[str] | None = None) -> Path:
-    """Draw figure ``name`` (a key of `FIGURES`) from the Parquet file ``table`` and write PNG (+ PDF)."""
-    if name not in FIGURES:
-        raise ValueError(f"unknown figure '{name}'; choose one of {', '.join(FIGURES)}")
-    function_name, kind = FIGURES[name]
-    frame = read_table(table, kind)
-    draw: Callable[..., Figure] = globals()[function_name]
-    fig = draw(frame, ablation_metrics) if name == "ablation" and ablation_metrics else draw(frame)
+    """Draw figure ``name`` (a key of `FIGURES`) from the Parquet file ``table`` and write PNG (+ PDF).
+
+    ``ablation_metrics`` reaches the figures registered with ``uses_ablation_metrics`` (others ignore it).
+    """
+    entry = FIGURES[FIGURES.check(name)]
+    frame = read_table(table, entry["table"])
+    draw: Callable[..., Figure] = entry.load()
+    fig = draw(frame, ablation_metrics) if ablation_metrics and entry.get("uses_ablation_metrics") else draw(frame)
     return save_figure(fig, png, pdf, dpi=dpi)

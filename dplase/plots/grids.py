@@ -1,5 +1,8 @@
 """Image grids: sample sheets and traversal grids (rows = directions, columns = steps), written as PNG.
 
+`traversal_images` renders a traversal grid (one seeded start latent walked along each direction over the
+steps of `traversal_steps`) and `save_traversal_grid` writes it with its labels (``dplase traverse``).
+
 Without labels the PNG holds the pixels exactly (PIL, nearest upscaling only); with row/column labels or a
 title, matplotlib draws the same pixel array with text around it. Both are written atomically.
 """
@@ -9,11 +12,17 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from dplase.artifacts import atomic_write
+
+if TYPE_CHECKING:
+    from dplase.directions import DirectionSet
+    from dplase.generators.base import GeneratorAdapter
+    from dplase.walks import WalkFn
 
 
 def _to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -118,3 +127,52 @@ def _save_labelled(
     if title:
         fig.suptitle(title, fontsize=10, y=1 - 0.05 / fig_h, va="top")
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
+
+
+# ------------------------------------------------------------------------------------------ traversals
+
+
+def traversal_steps(n_steps: int, max_eps: float) -> torch.Tensor:
+    """The columns of a traversal grid: `StepRange(max_eps).grid(n_steps)` (0 included) as a float32 tensor."""
+    from dplase.walks.steps import StepRange
+
+    return torch.as_tensor(StepRange(max_eps).grid(n_steps), dtype=torch.float32)
+
+
+@torch.no_grad()
+def traversal_images(
+    generator: GeneratorAdapter, directions: DirectionSet, walk_fn: WalkFn, n_steps: int, max_eps: float,
+    k: int | None = None, seed: int = 0, group: int | None = None,
+) -> torch.Tensor:
+    """Images of one seeded start latent walked along the first ``k`` directions (all by default) over
+    `traversal_steps`, direction-major (CPU); with ``group``, only that subspace group's channels are edited."""
+    from dplase.subspace import masked_edit
+
+    eps = traversal_steps(n_steps, max_eps).to(generator.device)
+    z0 = generator.sample_latents(1, seed).expand(eps.numel(), -1)
+    images = []
+    for j in range(min(k or directions.k, directions.k)):
+        gamma = directions.directions[j].to(generator.device)
+        if group is None:
+            images.append(generator.generate(walk_fn(z0, gamma, eps)))
+        else:
+            mask = directions.channel_masks[j, group]
+            images.append(masked_edit(generator, directions.layer, z0, gamma, eps, mask, walk_fn).cpu())
+    return torch.cat(images)
+
+
+def save_traversal_grid(
+    path: str | os.PathLike, generator: GeneratorAdapter, directions: DirectionSet, walk_fn: WalkFn,
+    n_steps: int, max_eps: float, k: int | None = None, seed: int = 0, group: int | None = None,
+    walk: str | None = None,
+) -> tuple[Path, int, int]:
+    """Render `traversal_images` and write them with direction/score row labels, step column labels and a
+    title naming the method and ``walk`` (default: the DirectionSet's); returns (path, rows, columns)."""
+    eps = traversal_steps(n_steps, max_eps)
+    images = traversal_images(generator, directions, walk_fn, n_steps, max_eps, k, seed, group)
+    rows, cols = images.shape[0] // eps.numel(), eps.numel()
+    row_labels = [f"{j} ({directions.scores[j]:.3g})" for j in range(rows)]
+    col_labels = [f"{e:+.2g}" for e in eps.tolist()]
+    title = f"{directions.method}, walk {walk or directions.walk}" + (f", group {group}" if group is not None else "")
+    out = save_image_grid(images, path, nrow=cols, row_labels=row_labels, col_labels=col_labels, title=title)
+    return out, rows, cols

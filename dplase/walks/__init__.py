@@ -1,45 +1,40 @@
-"""Latent walks, one function each, shared by training, evaluation and figures.
+"""Latent walks z -> walk(z0, gamma, eps), one registry shared by training, evaluation and figures.
 
 Shapes: ``z0`` is N x d; ``gamma`` is N x d (or d, broadcast); ``eps`` is N (or a scalar).
+
+- `WALKS`: walk name -> implementation, with ``needs_correction`` (whether the walk needs a learned
+  correction network C); `dplase.directions.WALK_TYPES`, the CLI choices and Voynov's supported walks read it;
+- `apply_walk` / `make_walk` / `walk_for`: dispatch by name (for a DirectionSet, C is rebuilt from it);
+- `dplase.walks.basic`: the linear and norm-rescaled walks; `dplase.walks.learned`: the learned walk with its
+  networks F and C; `dplase.walks.steps`: the step ranges; `dplase.walks.validation`: F and C on known priors.
+
+Nothing here imports dplase.directions or dplase.methods at module level (directions imports this module).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 
-from dplase.directions import WALK_TYPES, DirectionSet
+from dplase.registry import Registry
+from dplase.walks.basic import linear_walk, norm_walk
 
-#: C(z0, eps, gamma) -> correction added to the linear walk (the learned density-preserving walk)
-Correction = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+if TYPE_CHECKING:
+    from dplase.directions import DirectionSet
+    from dplase.walks.learned import CorrectionFn
 
+__all__ = ["WALKS", "WalkFn", "apply_walk", "default_walks", "linear_walk", "make_walk", "norm_walk", "walk_for"]
 
-def _expand(z0: torch.Tensor, gamma: torch.Tensor, eps: torch.Tensor | float) -> tuple[torch.Tensor, ...]:
-    gamma = gamma.to(z0).expand_as(z0)
-    eps_t = torch.as_tensor(eps, dtype=z0.dtype, device=z0.device)
-    eps_t = eps_t.expand(z0.shape[0]) if eps_t.ndim == 0 else eps_t.reshape(-1)
-    return gamma, eps_t
+#: (z0, gamma, eps) -> walked latents
+WalkFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
-
-def linear_walk(z0: torch.Tensor, gamma: torch.Tensor, eps: torch.Tensor | float) -> torch.Tensor:
-    """z0 + eps * gamma."""
-    gamma, eps_t = _expand(z0, gamma, eps)
-    return z0 + eps_t[:, None] * gamma
-
-
-def norm_walk(z0: torch.Tensor, gamma: torch.Tensor, eps: torch.Tensor | float) -> torch.Tensor:
-    """Linear walk rescaled to the start point's norm: exact iso-density for an isotropic Gaussian."""
-    z = linear_walk(z0, gamma, eps)
-    return z * (z0.norm(dim=1, keepdim=True) / z.norm(dim=1, keepdim=True).clamp_min(1e-12))
-
-
-def learned_walk(
-    z0: torch.Tensor, gamma: torch.Tensor, eps: torch.Tensor | float, correction: Correction
-) -> torch.Tensor:
-    """z0 + eps * gamma + C(z0, eps, gamma), with C the learned correction network."""
-    gamma, eps_t = _expand(z0, gamma, eps)
-    return z0 + eps_t[:, None] * gamma + correction(z0, eps_t, gamma)
+WALKS = Registry("walk", {
+    "linear": ("dplase.walks.basic:linear_walk", {"needs_correction": False}),
+    "norm": ("dplase.walks.basic:norm_walk", {"needs_correction": False}),
+    "learned": ("dplase.walks.learned:learned_walk", {"needs_correction": True}),
+})
 
 
 def apply_walk(
@@ -47,38 +42,48 @@ def apply_walk(
     z0: torch.Tensor,
     gamma: torch.Tensor,
     eps: torch.Tensor | float,
-    correction: Correction | None = None,
+    correction: CorrectionFn | None = None,
 ) -> torch.Tensor:
-    """Dispatch by walk name ("linear", "norm", "learned")."""
-    if kind == "linear":
-        return linear_walk(z0, gamma, eps)
-    if kind == "norm":
-        return norm_walk(z0, gamma, eps)
-    if kind == "learned":
-        if correction is None:
-            raise ValueError("the learned walk needs a correction network C")
-        return learned_walk(z0, gamma, eps, correction)
-    raise ValueError(f"unknown walk '{kind}'; choose one of {', '.join(WALK_TYPES)}")
+    """Dispatch by walk name (see `WALKS`); ``correction`` is C for the walks that need one."""
+    walk = WALKS.load(kind)
+    if not WALKS[kind]["needs_correction"]:
+        return walk(z0, gamma, eps)
+    if correction is None:
+        raise ValueError(f"the {kind} walk needs a correction network C")
+    return walk(z0, gamma, eps, correction)
 
 
-def walk_for(directions: DirectionSet, kind: str | None = None, device: str | torch.device = "cpu"):
-    """A function ``(z0, gamma, eps) -> z`` for a DirectionSet's walk (or the walk named by ``kind``).
-
-    For the learned walk, the correction network stored in the DirectionSet is rebuilt on ``device``.
-    """
-    kind = kind or directions.walk
-    correction = None
-    if kind == "learned":
-        from dplase.density import correction_from_state
-
-        if "correction" not in directions.extra:
-            raise ValueError(
-                f"walk 'learned' needs a learned correction network, but this '{directions.method}' "
-                "DirectionSet has none (fit it with --walk learned)"
-            )
-        correction = correction_from_state(directions.extra, device=device)
+def make_walk(kind: str, correction: CorrectionFn | None = None) -> WalkFn:
+    """The walk named ``kind`` as a function ``(z0, gamma, eps) -> z`` (with C bound for the learned walk)."""
+    WALKS.check(kind)
 
     def walk(z0: torch.Tensor, gamma: torch.Tensor, eps: torch.Tensor | float) -> torch.Tensor:
         return apply_walk(kind, z0, gamma, eps, correction)
 
     return walk
+
+
+def walk_for(directions: DirectionSet, kind: str | None = None, device: str | torch.device = "cpu") -> WalkFn:
+    """A function ``(z0, gamma, eps) -> z`` for a DirectionSet's walk (or the walk named by ``kind``).
+
+    For the learned walk, the correction network stored in the DirectionSet is rebuilt on ``device``.
+    """
+    kind = WALKS.check(kind or directions.walk)
+    correction = None
+    if WALKS[kind]["needs_correction"]:
+        from dplase.walks.learned import correction_from_state
+
+        if "correction" not in directions.extra:
+            raise ValueError(
+                f"walk '{kind}' needs a learned correction network, but this '{directions.method}' "
+                "DirectionSet has none (fit it with --walk learned)"
+            )
+        correction = correction_from_state(directions.extra, device=device)
+    return make_walk(kind, correction)
+
+
+def default_walks(directions: DirectionSet) -> list[str]:
+    """The walks without a correction network (linear, norm) always; learned when the DirectionSet carries one."""
+    extra = getattr(directions, "extra", {}) or {}
+    has_correction = "correction" in extra or any(str(k).startswith("correction.") for k in extra)
+    return [name for name, entry in WALKS.items() if has_correction or not entry["needs_correction"]]

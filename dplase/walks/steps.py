@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from dplase.reconstructor import ShiftSampler
 
 #: the authors' step range relative to the typical latent norm: T = 10 at d = 512 (||z|| ~ sqrt(512))
 STEP_PER_NORM = 10.0 / math.sqrt(512.0)
@@ -70,3 +74,10 @@ class StepRange:
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """``n`` steps eps ~ U(-T, T), drawn on CPU from ``generator``."""
         return (torch.rand(n, generator=generator) * 2 - 1) * self.max_step
+
+    def shifts(self, distribution: str = "uniform") -> ShiftSampler:
+        """Voynov & Babenko's shift sampler: eps uniform in [-max, max] (or normal with std max), |eps| raised to
+        at least ``min_step``."""
+        from dplase.reconstructor import ShiftSampler  # lazy: the reconstructor pulls in the generator code
+
+        return ShiftSampler(self.max_step, self.min_step, distribution)

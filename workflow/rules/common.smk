@@ -1,30 +1,23 @@
-# Config validation, the sweep's runs, wildcard constraints and input functions. The logic lives in
-# dplase.sweep (tested there); this file only connects it to the rules.
-
-import shutil
-import sys
-from pathlib import Path
+# Config validation, the sweep's runs, wildcard constraints and the input functions every rule uses. The logic
+# lives in dplase.config and dplase.stages (tested there); this file only connects it to the rules: each rule is
+# one stage of dplase.stages.STAGES, and reads its inputs, outputs, resources and job arguments from there.
 
 from snakemake.utils import validate
 
-from dplase import sweep as dplase_sweep
+from dplase import config as dplase_config
+from dplase.config.paths import template
+from dplase.plots import FIGURES
+from dplase.stages import STAGES, resources
 
 # dplase's own validation first: its errors name the offending key; then Snakemake's (fills the same defaults)
-dplase_sweep.validate_config(config)
+dplase_config.validate_config(config)
 
 
 validate(config, "../schemas/config.schema.yaml")
 
 
 # semantic checks (unknown model/method/metric, K > z_dim, missing files) and the run list, before any job
-SWEEP = dplase_sweep.prepare(config)
-
-
-# the `dplase` command of the environment Snakemake runs in (also when that environment is not activated)
-DPLASE = next(
-    (str(p) for p in [Path(sys.executable).parent / "dplase"] if p.is_file()),
-    shutil.which("dplase") or "dplase",
-)
+SWEEP = dplase_config.prepare(config)
 
 
 wildcard_constraints:
@@ -33,70 +26,66 @@ wildcard_constraints:
     run_id="[a-z0-9]+-[0-9a-f]{10}",
 
 
-def gpu_resources():
-    """Resources of the GPU-heavy rules; memory grows with each retry."""
-    return {
-        "mem_mb": lambda wildcards, attempt: config["mem_mb"] * attempt,
-        "runtime": config["runtime"],
-        "gpu": config["gpu_per_job"],
-    }
+def job_key(stage, wildcards):
+    """What the job of ``stage`` that the wildcards name is about (see dplase.config.study.JobKey)."""
+    per = STAGES[stage]["per"]
+    if per == "generator":
+        return (wildcards.model, wildcards.dataset)
+    if per == "dataset":
+        return wildcards.dataset
+    if per == "run":
+        return wildcards.run_id
+    return None
+
+
+def stage_output(stage, name):
+    """The output ``name`` of a stage as a path template (its wildcards left in)."""
+    info = STAGES[stage]
+    return template(SWEEP.root, {**info["outputs"], **info.get("side_outputs", {})}[name])
+
+
+def stage_inputs(stage):
+    """Input function: the stage's input files of the job the wildcards name (use with unpack())."""
+
+    def inputs(wildcards):
+        return SWEEP.job_inputs(stage, job_key(stage, wildcards))
+
+    return inputs
+
+
+def stage_params(stage):
+    """Params function: the job's own arguments (dplase.config.Sweep.job_kwargs)."""
+    return lambda wildcards: SWEEP.job_kwargs(stage, job_key(stage, wildcards))
+
+
+def stage_resources(stage):
+    """The stage's resources; a GPU stage's memory grows with each retry."""
+    first = resources(stage, config)
+    out = {"mem_mb": first["mem_mb"], "runtime": first["runtime"]}
+    if STAGES[stage]["gpu"]:
+        out["mem_mb"] = lambda wildcards, attempt: first["mem_mb"] * attempt
+        out["gpu"] = first["gpu"]
+    return out
 
 
 def run_of(wildcards):
     return SWEEP.run(wildcards.run_id)
 
 
-def generator_of(wildcards):
-    """The generator a run uses (trained by train_gan, or a pretrained checkpoint)."""
-    run = run_of(wildcards)
-    return SWEEP.generator_path(run.model, run.dataset)
-
-
-def predictor_of(wildcards):
-    return SWEEP.path("predictor", dataset=run_of(wildcards).dataset)
-
-
-def all_run_files(name):
-    """Input function: the file ``name`` (a dplase.sweep.PATHS key) of every run."""
-
-    def files(wildcards):
-        return [SWEEP.path(name, run_id=run.run_id) for run in SWEEP.runs]
-
-    return files
-
-
-def generator_loss_files(wildcards):
-    return [
-        SWEEP.path("generator_losses", model=m, dataset=d)
-        for m, d in SWEEP.trained_generators()
-    ]
-
-
 def final_targets(wildcards):
     """Everything `snakemake` builds by default: tables, figures, traversal grids, GAN sample grids."""
-    targets = [
-        SWEEP.path("runs_table"),
-        SWEEP.path("metrics"),
-        SWEEP.path("all_losses"),
+    targets = [SWEEP.path(name) for name in ("runs_table", "metrics", "all_losses")]
+    targets += [
+        SWEEP.path("figure", figure=name, ext=ext)
+        for name in FIGURES
+        for ext in ("png", "pdf")
     ]
     targets += [
-        f"results/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "pdf")
-    ]
-    targets += [
-        SWEEP.path("traversal", run_id=r.run_id) for r in SWEEP.traversal_runs()
+        SWEEP.path("traversal", run_id=key)
+        for key in SWEEP.job_keys("plot_traversals")
     ]
     targets += [
         SWEEP.path("generator_grid", model=m, dataset=d)
-        for m, d in SWEEP.trained_generators()
+        for m, d in SWEEP.job_keys("train_gan")
     ]
     return targets
-
-
-#: figure name -> what it shows (every one is drawn from results/metrics.parquet or results/losses.parquet)
-FIGURES = (
-    "fid_vs_step",
-    "density_vs_step",
-    "attribute_change",
-    "ablation",
-    "loss_curves",
-)

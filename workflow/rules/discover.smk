@@ -3,10 +3,10 @@
 
 rule discover_directions:
     input:
-        generator=generator_of,
+        unpack(stage_inputs("discover_directions")),
     output:
-        directions="results/runs/{run_id}/directions.pt",
-        losses="results/runs/{run_id}/losses.parquet",
+        out=stage_output("discover_directions", "out"),
+        losses=stage_output("discover_directions", "losses"),
     log:
         "results/logs/discover_directions/{run_id}.log",
     benchmark:
@@ -14,22 +14,21 @@ rule discover_directions:
     retries: config["retries"]
     conda:
         "../envs/dplase.yaml"
-    threads: 1
+    threads: STAGES["discover_directions"]["threads"]
     resources:
-        **gpu_resources(),
+        **stage_resources("discover_directions"),
     params:
-        job=lambda wildcards: SWEEP.discover_params(wildcards.run_id),
+        job=stage_params("discover_directions"),
     script:
-        "../scripts/discover_directions.py"
+        "../scripts/run_job.py"
 
 
 rule plot_traversals:
     input:
-        generator=generator_of,
-        directions=rules.discover_directions.output.directions,
+        unpack(stage_inputs("plot_traversals")),
     output:
-        grid=report(
-            "results/runs/{run_id}/traversal.png",
+        out=report(
+            stage_output("plot_traversals", "out"),
             caption="../report/traversal.rst",
             category="2. Traversals",
             subcategory=lambda wildcards: run_of(wildcards).method,
@@ -39,18 +38,13 @@ rule plot_traversals:
         "results/logs/plot_traversals/{run_id}.log",
     benchmark:
         "results/benchmarks/plot_traversals/{run_id}.tsv"
+    localrule: STAGES["plot_traversals"]["local"]
     conda:
         "../envs/dplase.yaml"
-    threads: 1
+    threads: STAGES["plot_traversals"]["threads"]
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **stage_resources("plot_traversals"),
     params:
-        dplase=DPLASE,
-        n_steps=config["traversal"]["n_steps"],
-        max_eps=config["traversal"]["max_eps"],
-        walk=lambda wildcards: run_of(wildcards).walk,
-    shell:
-        "{params.dplase} traverse --generator {input.generator} --directions {input.directions}"
-        " --out {output.grid} --n-steps {params.n_steps} --max-eps {params.max_eps}"
-        " --walk {params.walk} > {log} 2>&1"
+        job=stage_params("plot_traversals"),
+    script:
+        "../scripts/run_job.py"

@@ -3,11 +3,9 @@
 
 rule evaluate_walks:
     input:
-        generator=generator_of,
-        directions=rules.discover_directions.output.directions,
-        predictor=predictor_of,
+        unpack(stage_inputs("evaluate_walks")),
     output:
-        metrics="results/runs/{run_id}/metrics.parquet",
+        out=stage_output("evaluate_walks", "out"),
     log:
         "results/logs/evaluate_walks/{run_id}.log",
     benchmark:
@@ -15,74 +13,71 @@ rule evaluate_walks:
     retries: config["retries"]
     conda:
         "../envs/dplase.yaml"
-    threads: 1
+    threads: STAGES["evaluate_walks"]["threads"]
     resources:
-        **gpu_resources(),
+        **stage_resources("evaluate_walks"),
     params:
-        job=lambda wildcards: SWEEP.evaluate_params(wildcards.run_id),
+        job=stage_params("evaluate_walks"),
     script:
-        "../scripts/evaluate_walks.py"
+        "../scripts/run_job.py"
 
 
 rule write_runs_table:
     output:
-        runs="results/runs.parquet",
+        out=stage_output("write_runs_table", "out"),
     log:
         "results/logs/write_runs_table.log",
     benchmark:
         "results/benchmarks/write_runs_table.tsv"
+    localrule: STAGES["write_runs_table"]["local"]
     conda:
         "../envs/dplase.yaml"
-    threads: 1
+    threads: STAGES["write_runs_table"]["threads"]
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **stage_resources("write_runs_table"),
     params:
-        runs=lambda wildcards: [run.to_dict() for run in SWEEP.runs],
+        job=stage_params("write_runs_table"),
     script:
-        "../scripts/write_runs_table.py"
+        "../scripts/run_job.py"
 
 
 rule collect_metrics:
     input:
-        metrics=all_run_files("run_metrics"),
-        runs=rules.write_runs_table.output.runs,
+        unpack(stage_inputs("collect_metrics")),
     output:
-        metrics="results/metrics.parquet",
+        out=stage_output("collect_metrics", "out"),
     log:
         "results/logs/collect_metrics.log",
     benchmark:
         "results/benchmarks/collect_metrics.tsv"
+    localrule: STAGES["collect_metrics"]["local"]
     conda:
         "../envs/dplase.yaml"
-    threads: 1
+    threads: STAGES["collect_metrics"]["threads"]
     resources:
-        mem_mb=4000,
-        runtime=30,
+        **stage_resources("collect_metrics"),
+    params:
+        job=stage_params("collect_metrics"),
     script:
-        "../scripts/collect_metrics.py"
+        "../scripts/run_job.py"
 
 
 rule collect_losses:
     input:
-        runs=all_run_files("losses"),
-        generators=generator_loss_files,
+        unpack(stage_inputs("collect_losses")),
     output:
-        losses="results/losses.parquet",
+        out=stage_output("collect_losses", "out"),
     log:
         "results/logs/collect_losses.log",
     benchmark:
         "results/benchmarks/collect_losses.tsv"
+    localrule: STAGES["collect_losses"]["local"]
     conda:
         "../envs/dplase.yaml"
-    threads: 1
+    threads: STAGES["collect_losses"]["threads"]
     resources:
-        mem_mb=4000,
-        runtime=30,
+        **stage_resources("collect_losses"),
     params:
-        generator_labels=[
-            {"model": m, "dataset": d, "run_id": None, "seed": None}
-            for m, d in SWEEP.trained_generators()
-        ],
+        job=stage_params("collect_losses"),
     script:
-        "../scripts/collect_losses.py"
+        "../scripts/run_job.py"

@@ -1,20 +1,36 @@
-# Figures, drawn from the collected Parquet files alone (so they can be redrawn without recomputing).
+# Figures, drawn from the collected Parquet files alone (so they can be redrawn without recomputing). One rule
+# over every figure of the registry dplase.plots.FIGURES: the table it reads, its report caption and category.
+
+from pathlib import Path
+
+from dplase.plots import FIGURES
+
+#: table of the registry ("table" of a figure) -> the collected Parquet file (collect_metrics, collect_losses)
+FIGURE_TABLES = {"metrics": SWEEP.path("metrics"), "losses": SWEEP.path("all_losses")}
+#: figure -> its caption text (workflow/report/<caption>); report() takes one caption file per rule, so
+#: ../report/figure.rst inserts the figure's own caption from the job's params
+FIGURE_CAPTIONS = {
+    name: Path(workflow.source_path(f"../report/{entry['caption']}")).read_text()
+    for name, entry in FIGURES.items()
+}
 
 
-rule plot_fid_vs_step:
+rule plot_figure:
     input:
-        table=rules.collect_metrics.output.metrics,
+        table=lambda wildcards: FIGURE_TABLES[FIGURES[wildcards.figure]["table"]],
     output:
         png=report(
-            "results/figures/fid_vs_step.png",
-            caption="../report/fid_vs_step.rst",
-            category="3. Realism along walks",
+            "results/figures/{figure}.png",
+            caption="../report/figure.rst",
+            category=lambda wildcards: FIGURES[wildcards.figure]["category"],
         ),
-        pdf="results/figures/fid_vs_step.pdf",
+        pdf="results/figures/{figure}.pdf",
     log:
-        "results/logs/plot_fid_vs_step.log",
+        "results/logs/plot_figure/{figure}.log",
     benchmark:
-        "results/benchmarks/plot_fid_vs_step.tsv"
+        "results/benchmarks/plot_figure/{figure}.tsv"
+    wildcard_constraints:
+        figure="|".join(FIGURES),
     conda:
         "../envs/dplase.yaml"
     threads: 1
@@ -22,115 +38,8 @@ rule plot_fid_vs_step:
         mem_mb=2000,
         runtime=10,
     params:
-        figure="fid_vs_step",
+        figure="{figure}",
         options=lambda wildcards: SWEEP.figure_options(),
-    script:
-        "../scripts/plot_figure.py"
-
-
-rule plot_density_vs_step:
-    input:
-        table=rules.collect_metrics.output.metrics,
-    output:
-        png=report(
-            "results/figures/density_vs_step.png",
-            caption="../report/density_vs_step.rst",
-            category="4. Density along walks",
-        ),
-        pdf="results/figures/density_vs_step.pdf",
-    log:
-        "results/logs/plot_density_vs_step.log",
-    benchmark:
-        "results/benchmarks/plot_density_vs_step.tsv"
-    conda:
-        "../envs/dplase.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    params:
-        figure="density_vs_step",
-        options=lambda wildcards: SWEEP.figure_options(),
-    script:
-        "../scripts/plot_figure.py"
-
-
-rule plot_attribute_change:
-    input:
-        table=rules.collect_metrics.output.metrics,
-    output:
-        png=report(
-            "results/figures/attribute_change.png",
-            caption="../report/attribute_change.rst",
-            category="5. Attribute change",
-        ),
-        pdf="results/figures/attribute_change.pdf",
-    log:
-        "results/logs/plot_attribute_change.log",
-    benchmark:
-        "results/benchmarks/plot_attribute_change.tsv"
-    conda:
-        "../envs/dplase.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    params:
-        figure="attribute_change",
-        options=lambda wildcards: SWEEP.figure_options(),
-    script:
-        "../scripts/plot_figure.py"
-
-
-rule plot_ablation:
-    input:
-        table=rules.collect_metrics.output.metrics,
-    output:
-        png=report(
-            "results/figures/ablation.png",
-            caption="../report/ablation.rst",
-            category="6. Density ablation",
-        ),
-        pdf="results/figures/ablation.pdf",
-    log:
-        "results/logs/plot_ablation.log",
-    benchmark:
-        "results/benchmarks/plot_ablation.tsv"
-    conda:
-        "../envs/dplase.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    params:
-        figure="ablation",
-        options=lambda wildcards: SWEEP.figure_options(),
-    script:
-        "../scripts/plot_figure.py"
-
-
-rule plot_loss_curves:
-    input:
-        table=rules.collect_losses.output.losses,
-    output:
-        png=report(
-            "results/figures/loss_curves.png",
-            caption="../report/loss_curves.rst",
-            category="7. Training curves",
-        ),
-        pdf="results/figures/loss_curves.pdf",
-    log:
-        "results/logs/plot_loss_curves.log",
-    benchmark:
-        "results/benchmarks/plot_loss_curves.tsv"
-    conda:
-        "../envs/dplase.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    params:
-        figure="loss_curves",
-        options=lambda wildcards: SWEEP.figure_options(),
+        caption=lambda wildcards: FIGURE_CAPTIONS[wildcards.figure],
     script:
         "../scripts/plot_figure.py"

@@ -3,14 +3,14 @@
 
 rule train_gan:
     output:
-        generator="results/generators/{dataset}/{model}.pt",
+        out=stage_output("train_gan", "out"),
         grid=report(
-            "results/generators/{dataset}/{model}.png",
+            stage_output("train_gan", "grid"),
             caption="../report/gan_samples.rst",
             category="1. Generators",
             labels={"dataset": "{dataset}", "model": "{model}"},
         ),
-        losses="results/generators/{dataset}/{model}.losses.parquet",
+        losses=stage_output("train_gan", "losses"),
     log:
         "results/logs/train_gan/{dataset}/{model}.log",
     benchmark:
@@ -18,29 +18,28 @@ rule train_gan:
     retries: config["retries"]
     conda:
         "../envs/dplase.yaml"
-    threads: 2
+    threads: STAGES["train_gan"]["threads"]
     resources:
-        **gpu_resources(),
+        **stage_resources("train_gan"),
     params:
-        job=lambda wildcards: SWEEP.gan_params(wildcards.model, wildcards.dataset),
+        job=stage_params("train_gan"),
     script:
-        "../scripts/train_gan.py"
+        "../scripts/run_job.py"
 
 
 rule train_factor_predictor:
     output:
-        predictor="results/predictors/{dataset}.pt",
+        out=stage_output("train_factor_predictor", "out"),
     log:
         "results/logs/train_factor_predictor/{dataset}.log",
     benchmark:
         "results/benchmarks/train_factor_predictor/{dataset}.tsv"
     conda:
         "../envs/dplase.yaml"
-    threads: 1
+    threads: STAGES["train_factor_predictor"]["threads"]
     resources:
-        mem_mb=2000,
-        runtime=60,
+        **stage_resources("train_factor_predictor"),
     params:
-        job=lambda wildcards: SWEEP.predictor_params(wildcards.dataset),
+        job=stage_params("train_factor_predictor"),
     script:
-        "../scripts/train_factor_predictor.py"
+        "../scripts/run_job.py"

@@ -1,4 +1,5 @@
-"""Config loading, validation messages, sweep expansion, run ids and the runs table (dplase.sweep)."""
+"""Config loading, validation messages, sweep expansion, run ids, the runs table and each job's arguments
+(dplase.config)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from dplase.sweep import (
+from dplase.config import (
     PATHS,
     ConfigError,
-    Run,
     check_config,
     expand_runs,
     load_config,
@@ -21,10 +21,9 @@ from dplase.sweep import (
     merge_configs,
     prepare,
     read_yaml,
-    runs_table,
     validate_config,
-    write_runs_table,
 )
+from dplase.results import runs_table, write_runs_table
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ["config/config.yaml", "config/test.yaml", "config/ablation_density.yaml", "config/paper.yaml"]
@@ -237,7 +236,7 @@ def test_runs_table_round_trips_through_parquet(tmp_path):
     config["sweeps"][0]["grid"] = {"lambda": [0.5], "zeta": [2.0]}
     config["sweeps"][0]["methods"] = ["dplase"]
     runs = expand_runs(config)
-    path = write_runs_table(runs, tmp_path / "runs.parquet")
+    path = write_runs_table([r.to_row() for r in runs], tmp_path / "runs.parquet")
     table = pd.read_parquet(path)
     assert list(table["run_id"]) == [r.run_id for r in runs]
     row = table.iloc[0]
@@ -251,15 +250,16 @@ def test_runs_table_round_trips_through_parquet(tmp_path):
 def test_sweep_paths_and_job_parameters():
     sweep = prepare(checked(base_config()))
     run = sweep.runs[0]
-    paths = sweep.run_paths(run)
-    assert paths["directions"] == f"results/runs/{run.run_id}/directions.pt"
+    paths = {**sweep.job_inputs("evaluate_walks", run.run_id), **sweep.job_outputs("discover_directions", run.run_id)}
+    assert paths["out"] == f"results/runs/{run.run_id}/directions.pt"
     assert paths["generator"] == "results/" + PATHS["generator"].format(dataset="shapes", model="dcgan")
-    assert sweep.trained_generators() == [("dcgan", "shapes")]
-    gan = sweep.gan_params("dcgan", "shapes")
-    assert gan["dataset"] == {"id": "shapes", "name": "shapes", "image_size": 32, "options": {}}
-    assert gan["train"]["z_dim"] == 8
-    assert sweep.discover_params(run.run_id)["run"] == run.to_dict()
-    assert Run(**run.to_dict()).run_id == run.run_id
+    assert sweep.trained_generators() == [("dcgan", "shapes")] == sweep.job_keys("train_gan")
+    gan = sweep.job_kwargs("train_gan", ("dcgan", "shapes"))["gan"]
+    assert (gan["dataset"], gan["image_size"], gan["dataset_options"]) == ("shapes", 32, {})
+    assert gan["z_dim"] == 8
+    discover = sweep.job_kwargs("discover_directions", run.run_id)
+    assert (discover["method"], discover["config"], discover["seed"]) == (run.method, run.params, run.seed)
+    assert discover["labels"]["run_id"] == run.run_id
     with pytest.raises(KeyError, match="not part of this config"):
         sweep.run("sefa-0000000000")
 

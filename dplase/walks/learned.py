@@ -1,19 +1,18 @@
-"""Learned density for the learned density-preserving walk: F (per-dimension CDF network) and C (correction).
+"""The learned density-preserving walk z0 + eps gamma + C(z0, eps, gamma) and its two networks, F and C.
 
-- F maps each latent coordinate to (0, 1). It is monotone by construction (positive weights, increasing
-  activations), so its finite-difference slope F'(x) ~ (F(x + delta) - F(x)) / delta is a density estimate of
-  that coordinate; l_mon keeps the slope above a floor v where samples lie (so log F' never collapses), l_lik
-  is the negative log-likelihood of prior samples. The joint log-density is the sum over coordinates (the
-  priors factorise).
-- C maps (z0, eps, gamma) to a correction so the walk z0 + eps gamma + C(z0, eps, gamma) keeps log p0 fixed
-  (l_den). C's output is multiplied by eps (a zero step never moves the latent) and projected orthogonal to
-  gamma: on its own l_den has a trivial minimiser, C = -eps gamma (walk back to z0), which an unconstrained C
-  found (it kept 5-20% of the step). With C orthogonal to gamma the walk advances exactly eps along gamma and
-  C only moves within the hyperplane orthogonal to it; a small proximity cost mean ||C||^2 picks the nearest
-  such point on the start point's iso-density surface.
+- F (`MonotoneCDF`) maps each latent coordinate to (0, 1). It is monotone by construction (positive weights,
+  increasing activations), so its finite-difference slope F'(x) ~ (F(x + delta) - F(x)) / delta is a density
+  estimate of that coordinate; l_mon keeps the slope above a floor v where samples lie (so log F' never
+  collapses), l_lik is the negative log-likelihood of prior samples. The joint log-density is the sum over
+  coordinates (the priors factorise).
+- C (`CorrectionNet`) maps (z0, eps, gamma) to a correction so the walk keeps log p0 fixed (l_den). C's output
+  is multiplied by eps (a zero step never moves the latent) and projected orthogonal to gamma: on its own l_den
+  has a trivial minimiser, C = -eps gamma (walk back to z0), which an unconstrained C found (it kept 5-20% of
+  the step). With C orthogonal to gamma the walk advances exactly eps along gamma and C only moves within the
+  hyperplane orthogonal to it; a small proximity cost mean ||C||^2 picks the nearest such point on the start
+  point's iso-density surface.
 
-`validate_density` trains both on a known prior and measures how well they do (used by tests and
-``scripts/validate_density.py``).
+`dplase.walks.validation` trains both on a known prior and measures how well they do.
 """
 
 from __future__ import annotations
@@ -28,17 +27,27 @@ import torch
 import torch.nn.functional as fn
 from torch import nn
 
-from dplase.priors import GaussianPrior, Prior, UniformPrior, make_prior
-from dplase.training.loop import LoopState, run_loop, step_generator
+from dplase.priors import Prior
+from dplase.walks.basic import _expand
 
-#: the authors' step range relative to the typical latent norm: T = 10 at d = 512 (||z|| ~ sqrt(512))
-STEP_PER_NORM = 10.0 / math.sqrt(512.0)
+#: C(z0, eps, gamma) -> correction added to the linear walk (a `CorrectionNet` or any function like it)
+CorrectionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def default_max_step(prior: Prior, n: int = 4096, seed: int = 0) -> float:
-    """The authors' T = 10 for a 512-d N(0, I), scaled to this prior's RMS latent norm."""
-    z = prior.sample(n, seed)
-    return STEP_PER_NORM * float(z.pow(2).sum(dim=1).mean().sqrt())
+def corrected_walk(
+    z0: torch.Tensor, gamma: torch.Tensor, eps: torch.Tensor | float, correction: CorrectionFn
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(z0 + eps * gamma + C, C): the learned walk and the correction it added (C's proximity cost needs it)."""
+    gamma, eps_t = _expand(z0, gamma, eps)
+    corr = correction(z0, eps_t, gamma)
+    return z0 + eps_t[:, None] * gamma + corr, corr
+
+
+def learned_walk(
+    z0: torch.Tensor, gamma: torch.Tensor, eps: torch.Tensor | float, correction: CorrectionFn
+) -> torch.Tensor:
+    """z0 + eps * gamma + C(z0, eps, gamma), with C the learned correction network."""
+    return corrected_walk(z0, gamma, eps, correction)[0]
 
 
 def _prior_scale(prior: Prior, n: int = 4096, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,7 +107,7 @@ class MonotoneCDF(nn.Module):
         return self.log_slope(z, delta, detach_params).sum(dim=-1)
 
 
-class Correction(nn.Module):
+class CorrectionNet(nn.Module):
     """C(z0, eps, gamma) = eps * MLP([z0, gamma, eps / T, z0 + eps gamma]); the last layer starts at zero,
     so an untrained C is the linear walk."""
 
@@ -156,7 +165,7 @@ class DensityModel(nn.Module):
         loc, scale = _prior_scale(prior)
         self.cfg = cfg
         self.cdf = MonotoneCDF(prior.dim, cfg.cdf_width, gen, loc, scale)
-        self.correction = Correction(prior.dim, cfg.correction_width, cfg.correction_depth, step_scale, gen)
+        self.correction = CorrectionNet(prior.dim, cfg.correction_width, cfg.correction_depth, step_scale, gen)
 
     def cdf_losses(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         """l_mon (slope floor) and l_lik (negative log-likelihood), summed over dimensions, mean over rows."""
@@ -170,14 +179,13 @@ class DensityModel(nn.Module):
 
         F's parameters are detached here: F learns only from l_mon + l_lik, otherwise l_den would flatten it.
         """
-        corr = self.correction(z0, eps, gamma)
-        z = z0 + eps.reshape(-1, 1) * gamma + corr
+        z, corr = corrected_walk(z0, gamma, eps, self.correction)
         log_p0 = self.cdf.log_density(z0, self.cfg.delta, detach_params=True)
         log_p = self.cdf.log_density(z, self.cfg.delta, detach_params=True)
         return {"den": (log_p0 - log_p).pow(2).mean(), "prox": self.cfg.proximity * corr.pow(2).sum(1).mean()}
 
 
-def correction_state(model: Correction) -> dict[str, Any]:
+def correction_state(model: CorrectionNet) -> dict[str, Any]:
     """The plain-tensor form of C stored in ``DirectionSet.extra["correction"]``."""
     return {
         "arch": torch.tensor([model.dim, model.width, model.depth], dtype=torch.int64),
@@ -185,13 +193,13 @@ def correction_state(model: Correction) -> dict[str, Any]:
     }
 
 
-def correction_from_state(extra: dict[str, Any], device: str | torch.device = "cpu") -> Callable:
+def correction_from_state(extra: dict[str, Any], device: str | torch.device = "cpu") -> CorrectionFn:
     """Rebuild C from a DirectionSet's ``extra`` (nested ``"correction"`` dict) as a callable C(z0, eps, gamma)."""
     if "correction" not in extra:
         raise ValueError("no learned correction network in this DirectionSet (expected extra['correction'])")
     state = extra["correction"]
     dim, width, depth = (int(v) for v in state["arch"].tolist())
-    model = Correction(dim, width, depth)
+    model = CorrectionNet(dim, width, depth)
     model.load_state_dict(state["weights"])
     model = model.to(device).eval()
     for p in model.parameters():
@@ -201,109 +209,3 @@ def correction_from_state(extra: dict[str, Any], device: str | torch.device = "c
         return model(z0, eps, gamma)
 
     return correction
-
-
-# --------------------------------------------------------------------------------------------- validation
-
-
-def fit_density_model(
-    prior: Prior, cfg: DensityConfig, directions: torch.Tensor, max_step: float, cdf_steps: int,
-    correction_steps: int, seed: int = 0, progress: bool = False,
-) -> DensityModel:
-    """Train F on prior samples, then (F frozen) C on walks along ``directions`` with eps ~ U(-T, T)."""
-    model = DensityModel(prior, cfg, max_step, seed)
-    opt_f = torch.optim.Adam(model.cdf.parameters(), lr=cfg.cdf_lr)
-    opt_c = torch.optim.Adam(model.correction.parameters(), lr=cfg.correction_lr)
-
-    def step_fn(step: int) -> dict[str, torch.Tensor]:
-        gen = step_generator(seed, step)
-        z = prior.sample(cfg.batch, gen)
-        if step < cdf_steps:
-            terms = model.cdf_losses(z)
-            opt, loss = opt_f, terms["mon"] + terms["lik"]
-        else:
-            idx = torch.randint(0, directions.shape[0], (cfg.batch,), generator=gen)
-            eps = (torch.rand(cfg.batch, generator=gen) * 2 - 1) * max_step
-            terms = model.den_losses(z, eps, directions[idx])
-            opt, loss = opt_c, terms["den"] + terms["prox"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return terms
-
-    state = LoopState({"model": model, "opt_f": opt_f, "opt_c": opt_c})
-    run_loop(total_steps=cdf_steps + correction_steps, step_fn=step_fn, state=state, checkpoint_path=None,
-             desc="density", progress=progress)
-    return model
-
-
-def eval_log_prob(prior: Prior, z: torch.Tensor, smooth: float = 0.05) -> torch.Tensor:
-    """True log p0(z); for the uniform prior (log p0 = -inf outside the cube) the log-density of the cube
-    convolved with N(0, smooth^2), so a point just outside costs a finite, growing penalty."""
-    if not isinstance(prior, UniformPrior):
-        return prior.log_prob(z)
-    a = prior.half_width
-    upper = torch.special.log_ndtr((a - z.double()) / smooth)
-    lower = torch.special.log_ndtr((-a - z.double()) / smooth)
-    mass = upper + torch.log(-torch.expm1((lower - upper).clamp_max(-1e-12)))
-    return (mass - math.log(2 * a)).sum(dim=-1).float()
-
-
-def density_drift(prior: Prior, walk: Callable, z0: torch.Tensor, directions: torch.Tensor,
-                  eps_grid: torch.Tensor) -> dict[str, float]:
-    """Mean |log p0(walk) - log p0(z0)| over start points x directions x steps, the share of walked points
-    outside the support, and the progress along the direction, mean (z - z0).gamma / eps (1 for the linear
-    walk; a walk that "preserves density" by not moving would score 0)."""
-    drifts, outside, progress = [], [], []
-    base = eval_log_prob(prior, z0)
-    for gamma in directions:
-        for eps in eps_grid.tolist():
-            z = walk(z0, gamma, torch.full((z0.shape[0],), float(eps)))
-            drifts.append((eval_log_prob(prior, z) - base).abs())
-            outside.append(~torch.isfinite(prior.log_prob(z)))
-            progress.append((z - z0) @ gamma / eps)
-    return {"drift": float(torch.cat(drifts).mean()), "outside": float(torch.cat(outside).float().mean()),
-            "progress": float(torch.cat(progress).mean())}
-
-
-def validate_density(
-    prior_name: str, dim: int = 8, seed: int = 0, cdf_steps: int = 1500, correction_steps: int = 1500,
-    n_directions: int = 8, n_eval: int = 512, cfg: DensityConfig | None = None, progress: bool = False,
-) -> dict[str, Any]:
-    """Train F and C on a known prior and report how well they preserve density.
-
-    Returns ``{"prior", "dim", "max_step", "max_abs_log_pdf_error"`` (max |log F' - log p| on [-3, 3] over
-    dimensions; Gaussian only, else NaN)``, and for each walk in linear / norm / learned the mean
-    |Delta log p0| and the share of walked points outside the support, over held-out start points, the
-    directions and a grid of 8 non-zero steps in [-T, T]}``.
-    """
-    from dplase.walks import learned_walk, linear_walk, norm_walk
-
-    cfg = cfg or DensityConfig()
-    prior = make_prior(prior_name, dim)
-    max_step = default_max_step(prior)
-    q, _ = torch.linalg.qr(torch.randn(dim, dim, generator=torch.Generator().manual_seed(seed + 11)))
-    directions = q.T[:n_directions].contiguous()
-    model = fit_density_model(prior, cfg, directions, max_step, cdf_steps, correction_steps, seed, progress)
-    model.eval()
-    result: dict[str, Any] = {"prior": prior_name, "dim": dim, "max_step": max_step}
-    with torch.no_grad():
-        grid = torch.linspace(-3, 3, 601)
-        if isinstance(prior, GaussianPrior):
-            est = model.cdf.log_slope(grid[:, None].expand(-1, dim).contiguous(), cfg.delta)
-            err = (est - prior.log_prob_1d(grid)[:, None]).abs().max()
-            result["max_abs_log_pdf_error"] = float(err)
-        else:
-            result["max_abs_log_pdf_error"] = float("nan")
-        z0 = prior.sample(n_eval, seed + 1_000_003)
-        eps_grid = torch.cat([torch.linspace(-max_step, 0, 5)[:-1], torch.linspace(0, max_step, 5)[1:]])
-
-        def learned(z: torch.Tensor, g: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-            return learned_walk(z, g, e, model.correction)
-
-        for name, walk in (("linear", linear_walk), ("norm", norm_walk), ("learned", learned)):
-            stats = density_drift(prior, walk, z0, directions, eps_grid)
-            result[f"drift_{name}"] = stats["drift"]
-            result[f"outside_{name}"] = stats["outside"]
-            result[f"progress_{name}"] = stats["progress"]
-    return result

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from dplase.launch.plan import LAUNCH_STAGES
+
 
 @click.command()
 @click.option("--config", "configs", multiple=True, required=True, type=click.Path(dir_okay=False),
@@ -14,7 +16,7 @@ import click
               help="The Snakefile's configfile the --config files overlay ('' for none).")
 @click.option("--root", default="results", show_default=True, help="Results root (the Snakefile's is results).")
 @click.option("--stage", "stages", multiple=True,
-              type=click.Choice(["train_gan", "train_factor_predictor", "discover_directions", "evaluate_walks"]),
+              type=click.Choice(LAUNCH_STAGES),
               help="Only these stages (repeatable; default all, then the collection).")
 @click.option("--no-collect", is_flag=True, help="Skip writing runs.parquet, metrics.parquet and losses.parquet.")
 @click.option("--logs", default="results/logs/submitit", show_default=True,
@@ -46,8 +48,8 @@ def sweep(configs, cluster, base_config, root, stages, no_collect, logs, profile
     """
     from pathlib import Path
 
+    from dplase.config import ConfigError
     from dplase.launch import launch, load_sweep, plan_tasks, slurm_options_from
-    from dplase.sweep import ConfigError
 
     ctx = click.get_current_context()
     for path in configs:

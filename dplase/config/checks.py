@@ -1,0 +1,143 @@
+"""What the JSON schema cannot check: names defined elsewhere in the config or in a registry, options of the
+functions a config drives, files that must exist, and the combinations the runs make (K <= z_dim, the learned
+walk only where a method fits a density correction). Every failure is a `ConfigError` naming the key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from dplase.config import options as opts
+from dplase.config.errors import ConfigError
+from dplase.config.registries import registry
+from dplase.config.runs import Run, expand_runs
+
+
+def check_config(config: Mapping[str, Any]) -> None:
+    """Reject a config that validates but cannot run. Expects defaults filled (`validate_config`)."""
+    _check_datasets(config["datasets"])
+    _check_models(config["models"])
+    weights = config["evaluation"].get("inception_weights")
+    if weights and not Path(weights).is_file():
+        raise ConfigError("evaluation.inception_weights", f"file {weights} does not exist")
+    _check_options(config["evaluation"]["options"], "evaluation.options", opts.eval_options)
+    _check_options(config["predictor"]["options"], "predictor.options", opts.predictor_options)
+    for i, sweep in enumerate(config["sweeps"]):
+        where = f"sweeps[{i}]"
+        _check_names(sweep.get("models"), config["models"], f"{where}.models", "model")
+        _check_names(sweep.get("datasets"), config["datasets"], f"{where}.datasets", "dataset")
+        for part in ("params", "grid"):
+            for option, value in sweep[part].items():
+                for v in value if part == "grid" else [value]:
+                    _check_option(option, v, f"{where}.{part}.{option}")
+            for method in sweep["methods"]:
+                _check_method_accepts(method, sweep[part], f"{where}.{part}")
+    for i, extra in enumerate(config["include"]):
+        where = f"include[{i}]"
+        _check_names([extra["model"]], config["models"], f"{where}.model", "model")
+        _check_names([extra["dataset"]], config["datasets"], f"{where}.dataset", "dataset")
+        for option, value in extra["params"].items():
+            _check_option(option, value, f"{where}.params.{option}")
+        _check_method_accepts(extra["method"], extra["params"], f"{where}.params")
+    _check_runs(config)
+
+
+def _check_datasets(datasets: Mapping[str, Any]) -> None:
+    known = registry("dataset")
+    for ds_id, ds in datasets.items():
+        name = ds.get("name") or ds_id
+        if name not in known:
+            key = f"datasets.{ds_id}.name" if ds.get("name") else f"datasets.{ds_id}"
+            raise ConfigError(key, f"unknown dataset '{name}'; known: {', '.join(known)}")
+        for option in ("path", "factors"):
+            value = ds.get("options", {}).get(option)
+            if isinstance(value, str) and not Path(value).exists():
+                raise ConfigError(f"datasets.{ds_id}.options.{option}", f"{value} does not exist")
+
+
+def _check_models(models: Mapping[str, Any]) -> None:
+    for model_id, model in models.items():
+        if model.get("checkpoint") and not Path(model["checkpoint"]).is_file():
+            raise ConfigError(f"models.{model_id}.checkpoint", f"file {model['checkpoint']} does not exist")
+        _check_options(model["train"], f"models.{model_id}.train", opts.gan_options, "not a GAN training option")
+
+
+def _check_options(options: Mapping[str, Any], key: str, known: Callable[[], set[str]],
+                   message: str = "unknown option") -> None:
+    """Options must be fields of the function's config (``known`` is called only when there are options, so
+    the module behind it is imported only then)."""
+    names = known() if options else set()
+    for option in options:
+        if option not in names:
+            raise ConfigError(f"{key}.{option}", f"{message}; known: {', '.join(sorted(names))}")
+
+
+def _check_names(names: Sequence[str] | None, defined: Mapping[str, Any], key: str, what: str) -> None:
+    """Every name must be defined; the key gets an index when ``names`` is a config list."""
+    indexed = len(names or []) != 1 or not key.endswith(f".{what}")
+    for j, name in enumerate(names or []):
+        if name not in defined:
+            raise ConfigError(f"{key}[{j}]" if indexed else key,
+                              f"unknown {what} '{name}'; defined {what}s: {', '.join(defined)}")
+
+
+def _check_option(option: str, value: Any, key: str) -> None:
+    if option.endswith("steps") and isinstance(value, int | float) and value < 0:
+        raise ConfigError(key, f"steps must be >= 0, got {value}")
+    walks = registry("walk")
+    if option == "walk" and value not in walks:
+        raise ConfigError(key, f"unknown walk '{value}'; choose one of {', '.join(walks)}")
+    if option == "k" and (not isinstance(value, int) or value < 1):
+        raise ConfigError(key, f"K must be a positive integer, got {value!r}")
+
+
+def _check_method_accepts(method: str, options: Iterable[str], key: str) -> None:
+    for option in options:
+        if not opts.method_accepts(method, option):
+            accepted = ", ".join(sorted(opts.method_fields(method)))
+            raise ConfigError(f"{key}.{option}", f"method '{method}' has no option '{option}'; its options: {accepted}")
+
+
+def model_z_dim(model: Mapping[str, Any]) -> int | None:
+    """The latent dimension of a model entry (from its checkpoint when it has one)."""
+    if model.get("checkpoint"):
+        try:
+            from dplase.generators.registry import generator_meta
+
+            return int(generator_meta(model["checkpoint"])["arch"]["z_dim"])
+        except Exception:  # an unreadable checkpoint is reported when the job loads it
+            return None
+    return int(model.get("train", {}).get("z_dim", 16))
+
+
+def _check_runs(config: Mapping[str, Any]) -> None:
+    """Checks that depend on the combination a run makes (after `exclude`): K <= z_dim of its model, and a
+    learned walk only for methods that fit a density correction."""
+    z_dims = {m: model_z_dim(spec) for m, spec in config["models"].items()}
+    methods = registry("method")
+    correcting = methods.where(fits_correction=True)
+    seen: set[tuple[str, str, Any, str]] = set()
+    for run in expand_runs(config):
+        marker = (run.model, run.method, run.params.get("k"), run.walk)
+        if marker in seen:
+            continue
+        seen.add(marker)
+        if registry("walk")[run.walk].get("needs_correction") and run.method not in correcting:
+            raise ConfigError(_param_key(config, run, "walk"),
+                              f"walk '{run.walk}' needs a learned density correction, which only "
+                              f"{', '.join(correcting)} fits, not {run.method} (add an exclude entry)")
+        k = run.params.get("k")
+        k = k if k is not None else opts.method_default(run.method, "k")
+        z_dim = z_dims.get(run.model)
+        if z_dim is not None and isinstance(k, int) and k > z_dim:
+            raise ConfigError(_param_key(config, run, "k"), f"K={k} exceeds z_dim={z_dim} of model '{run.model}' "
+                              f"(method {run.method}{'' if 'k' in run.params else ', its default K'})")
+
+
+def _param_key(config: Mapping[str, Any], run: Run, option: str) -> str:
+    """The config key that sets (or should set) a run's option."""
+    if run.origin.startswith("include"):
+        return f"{run.origin}.params.{option}"
+    index = int(run.origin[len("sweeps["):-1])
+    return f"{run.origin}.{'grid' if option in config['sweeps'][index]['grid'] else 'params'}.{option}"

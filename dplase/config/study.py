@@ -1,0 +1,199 @@
+"""`Sweep`: a validated config and its runs, with each job's files and arguments.
+
+Both launch routes ask a Sweep the same questions for every stage of `dplase.stages.STAGES`: which jobs
+(`job_keys`), which files each reads and writes (`job_inputs`, `job_outputs`, by the path scheme), and its
+arguments (`job_kwargs`), already in the job function's own names (method options as config-class fields,
+evaluation options as EvalConfig fields, ...), so `dplase.jobs` never imports config code.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from dplase.config.checks import check_config
+from dplase.config.loading import read_configs, validate_config
+from dplase.config.paths import PATHS, result_path
+from dplase.config.runs import Run, expand_runs
+from dplase.stages import PER, STAGES
+
+#: a job of a stage: a run id, a (model, dataset) pair, a dataset id, or None (the whole study)
+JobKey = str | tuple[str, str] | None
+
+
+@dataclass
+class Sweep:
+    """A validated config and its runs, with the lookups the workflow's input functions need."""
+
+    config: dict[str, Any]
+    runs: list[Run]
+    root: str = "results"
+    by_id: dict[str, Run] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.by_id = {run.run_id: run for run in self.runs}
+
+    def run(self, run_id: str) -> Run:
+        try:
+            return self.by_id[run_id]
+        except KeyError:
+            raise KeyError(f"run id '{run_id}' is not part of this config's sweep") from None
+
+    def path(self, name: str, **fields: Any) -> str:
+        """A result path from `PATHS` under the results root."""
+        return result_path(self.root, name, **fields)
+
+    def generator_path(self, model: str, dataset: str) -> str:
+        """The generator a run uses: the model's pretrained checkpoint, or the one the workflow trains."""
+        checkpoint = self.config["models"][model].get("checkpoint")
+        return checkpoint or self.path("generator", model=model, dataset=dataset)
+
+    def traversal_runs(self) -> list[Run]:
+        """Runs that get a traversal grid (all, or those whose seed is in the config's traversal.seeds)."""
+        seeds = self.config["traversal"].get("seeds")
+        return [r for r in self.runs if seeds is None or r.seed in seeds]
+
+    def trained_generators(self) -> list[tuple[str, str]]:
+        """(model, dataset) pairs whose generator the workflow trains, in run order."""
+        pairs = {(r.model, r.dataset): None for r in self.runs if not self.config["models"][r.model].get("checkpoint")}
+        return list(pairs)
+
+    def datasets(self) -> list[str]:
+        """Datasets the runs use (each needs a factor predictor)."""
+        return list({r.dataset: None for r in self.runs})
+
+    # ------------------------------------------------------------------------------------ jobs of a stage
+
+    def job_keys(self, stage: str) -> list[JobKey]:
+        """Every job of ``stage``: what each one is about."""
+        per = STAGES[stage]["per"]
+        if per == "generator":
+            return list(self.trained_generators())
+        if per == "dataset":
+            return list(self.datasets())
+        if per == "run":
+            runs = self.traversal_runs() if stage == "plot_traversals" else self.runs
+            return [r.run_id for r in runs]
+        return [None]
+
+    def _fields(self, stage: str, key: JobKey) -> dict[str, Any]:
+        per = STAGES[stage]["per"]
+        if per == "generator":
+            return dict(zip(("model", "dataset"), key, strict=True))
+        if per == "dataset":
+            return {"dataset": key}
+        if per == "run":
+            run = self.run(key)
+            return {"run_id": run.run_id, "model": run.model, "dataset": run.dataset}
+        return {}
+
+    def file(self, name: str, **fields: Any) -> str | list[str]:
+        """The path ``name`` for a job's wildcards; a wildcard the job does not have makes it every such file of
+        the study (the runs' files, or the trained generators')."""
+        template = PATHS[name]
+        if name == "generator" and "model" in fields:
+            return self.generator_path(fields["model"], fields["dataset"])
+        if "{run_id}" in template and "run_id" not in fields:
+            return [self.path(name, run_id=r.run_id) for r in self.runs]
+        if "{model}" in template and "model" not in fields:
+            return [self.path(name, model=m, dataset=d) for m, d in self.trained_generators()]
+        used = {k: v for k, v in fields.items() if "{" + k + "}" in template}
+        return self.path(name, **used)
+
+    def job_inputs(self, stage: str, key: JobKey) -> dict[str, str | list[str]]:
+        """Input name -> path(s) of one job."""
+        fields = self._fields(stage, key)
+        return {name: self.file(path_key, **fields) for name, path_key in STAGES[stage]["inputs"].items()}
+
+    def job_outputs(self, stage: str, key: JobKey, side: bool = True) -> dict[str, str]:
+        """Output name -> path of one job (``side``: with the files the job writes beside its outputs)."""
+        info = STAGES[stage]
+        outputs = {**info["outputs"], **(info.get("side_outputs", {}) if side else {})}
+        fields = self._fields(stage, key)
+        return {name: self.file(path_key, **fields) for name, path_key in outputs.items()}
+
+    def job_kwargs(self, stage: str, key: JobKey) -> dict[str, Any]:
+        """The JSON-able keyword arguments of one job besides its input and output paths."""
+        return getattr(self, f"_{stage}_kwargs")(key)
+
+    def _train_gan_kwargs(self, key: tuple[str, str]) -> dict[str, Any]:
+        model, dataset = key
+        data = self.dataset_spec(dataset)
+        gan = {**self.config["models"][model]["train"], "dataset": data["name"], "image_size": data["image_size"],
+               "dataset_options": data["options"], "checkpoint_every": int(self.config["checkpoint_every"])}
+        return {"gan": gan, "device": self.config["device"]}
+
+    def _train_factor_predictor_kwargs(self, dataset: str) -> dict[str, Any]:
+        data, predictor = self.dataset_spec(dataset), self.config["predictor"]
+        return {"dataset": {"name": data["name"], "image_size": data["image_size"], **data["options"]},
+                "predictor": {"steps": int(predictor["steps"]), "seed": int(predictor["seed"]),
+                              **predictor["options"]},
+                "device": self.config["device"]}
+
+    def _discover_directions_kwargs(self, run_id: str) -> dict[str, Any]:
+        from dplase.methods import config_kwargs
+
+        run = self.run(run_id)
+        return {"method": run.method, "config": config_kwargs(run.method, run.params), "seed": run.seed,
+                "labels": run.labels(), "device": self.config["device"],
+                "checkpoint_every": int(self.config["checkpoint_every"])}
+
+    def _evaluate_walks_kwargs(self, run_id: str) -> dict[str, Any]:
+        run, evaluation = self.run(run_id), self.config["evaluation"]
+        fields = {k: evaluation[k] for k in ("metrics", "n_samples", "seed", "extractor", "inception_weights")}
+        return {"evaluation": {**fields, **evaluation["options"]}, "run_id": run.run_id, "model": run.model,
+                "dataset": run.dataset, "params": dict(run.params), "device": self.config["device"]}
+
+    def _plot_traversals_kwargs(self, run_id: str) -> dict[str, Any]:
+        traversal = self.config["traversal"]
+        return {"n_steps": int(traversal["n_steps"]), "max_eps": float(traversal["max_eps"]),
+                "walk": self.run(run_id).walk, "device": "cpu"}
+
+    def _write_runs_table_kwargs(self, key: None) -> dict[str, Any]:
+        return {"rows": [run.to_row() for run in self.runs]}
+
+    def _collect_metrics_kwargs(self, key: None) -> dict[str, Any]:
+        return {}
+
+    def _collect_losses_kwargs(self, key: None) -> dict[str, Any]:
+        return {"generator_labels": [{"model": m, "dataset": d} for m, d in self.trained_generators()]}
+
+    # ------------------------------------------------------------------------------------------ helpers
+
+    def dataset_spec(self, dataset: str) -> dict[str, Any]:
+        """``{"id", "name", "image_size", "options"}`` of a dataset id (registry name resolved)."""
+        entry = self.config["datasets"][dataset]
+        return {"id": dataset, "name": entry.get("name") or dataset, "image_size": int(entry["image_size"]),
+                "options": dict(entry.get("options", {}))}
+
+    def figure_options(self) -> dict[str, Any]:
+        """Options of the figure functions."""
+        return dict(self.config["figures"])
+
+    def report_labels(self, run_id: str) -> dict[str, str]:
+        """Labels of a run's entries in the HTML report."""
+        run = self.run(run_id)
+        labels = {"run": run.run_id, "dataset": run.dataset, "model": run.model, "walk": run.walk,
+                  "seed": str(run.seed)}
+        for key in ("k", "lambda", "zeta"):
+            if key in run.params:
+                labels[key] = str(run.params[key])
+        return labels
+
+
+def load_config(*paths: str | os.PathLike, schema_path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Read YAML config files (later ones merged onto earlier ones), validate them, fill defaults and check
+    them: ``load_config("config/config.yaml", "config/test.yaml")`` is what
+    ``snakemake --configfile config/test.yaml`` sees."""
+    config = read_configs(*paths)
+    validate_config(config, schema_path)
+    check_config(config)
+    return config
+
+
+def prepare(config: dict[str, Any], root: str = "results", schema_path: str | os.PathLike | None = None) -> Sweep:
+    """Validate (filling defaults in place), check and expand a config: what the workflow does at parse time."""
+    validate_config(config, schema_path)
+    check_config(config)
+    return Sweep(config, expand_runs(config), root)

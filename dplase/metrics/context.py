@@ -1,0 +1,134 @@
+"""What every metric sees: the protocol (`EvalConfig`), the shared evaluation state (`EvalContext`) and the hooks
+of metrics fed by the walk-image loop (`ImageMetric`).
+
+A metric registered in `dplase.metrics.METRICS` is either a function ``EvalContext -> list[Row]`` (asked after
+the walk loop; it reads the walked latents, the real set, ...), or an `ImageMetric` subclass (``needs_images``
+in its registry entry): built from the context before the loop, it sees the start images once and each
+(walk, direction) batch of walked images as soon as it is generated, then is asked for its rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dplase.metrics import METRICS
+from dplase.walks.steps import StepRange
+
+if TYPE_CHECKING:
+    from dplase.data.base import ImageDataset
+    from dplase.directions import DirectionSet
+    from dplase.generators.base import GeneratorAdapter
+    from dplase.metrics.predictor import FactorPredictor
+
+#: one long-format measurement: walk, direction, step, metric, value, n_samples, extractor (absent keys: null)
+Row = dict[str, Any]
+
+
+@dataclass
+class EvalConfig:
+    """The evaluation protocol (fixed defaults; change only to make runs cheaper or larger)."""
+
+    metrics: tuple[str, ...] = METRICS.names
+    n_samples: int = 64  # start latents z0
+    seed: int = 0
+    max_eps: float = 3.0
+    n_steps: int = 7  # odd: the grid contains 0
+    walks: tuple[str, ...] | None = None  # None: linear, norm, and learned where the set has a correction
+    extractor: str = "domain"
+    inception_weights: str | None = None
+    n_real: int = 2000  # real images: FID reference, attribute reference scales, disentanglement codes
+    encoder_steps: int = 600
+    encoder_batch_size: int = 64
+    dci_importance: str = "gbt"
+    dci_estimators: int = 100  # trees per factor for gbt importances (disentanglement_lib: sklearn's default)
+    rca_steps: int = 400
+    rca_test: int = 1024
+    batch_size: int = 256
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.metrics) - set(METRICS))
+        if unknown:
+            raise ValueError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
+        if self.n_steps < 2 or self.max_eps <= 0:
+            raise ValueError(f"need n_steps >= 2 and max_eps > 0, got {self.n_steps} and {self.max_eps}")
+        if self.n_samples < 2:
+            raise ValueError(f"n_samples must be >= 2, got {self.n_samples}")
+
+    def step_grid(self) -> np.ndarray:
+        """The symmetric step grid, rounded so that steps compare exactly across runs."""
+        return StepRange(self.max_eps).grid(self.n_steps)
+
+
+@dataclass
+class EvalContext:
+    """The shared state of one evaluation. The walk loop fills ``walked``; metrics only read."""
+
+    generator: GeneratorAdapter
+    directions: DirectionSet
+    predictor: FactorPredictor  # on ``device``, in eval mode
+    dataset: ImageDataset  # the real dataset the predictor was trained on
+    config: EvalConfig
+    device: str | torch.device
+    walks: list[str]
+    steps: list[float]  # the non-zero grid steps (step 0 is the start point itself)
+    z0: torch.Tensor  # (K * n) x d on CPU, from seed; rows j*n:(j+1)*n are direction j's start points
+    #: (walk, direction) -> walked latents, (len(steps) * n) x d on CPU: step i's block is `step_rows(i)`
+    walked: dict[tuple[str, int], torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        """Start points per direction."""
+        return self.config.n_samples
+
+    @property
+    def k(self) -> int:
+        """Number of directions."""
+        return self.directions.k
+
+    def block(self, j: int) -> slice:
+        """Rows of direction j in ``z0`` and in the start images."""
+        return slice(j * self.n, (j + 1) * self.n)
+
+    def step_rows(self, i: int) -> slice:
+        """Rows of step ``steps[i]`` in a (walk, direction) batch (walked latents or images)."""
+        return slice(i * self.n, (i + 1) * self.n)
+
+    @cached_property
+    def real(self) -> tuple[torch.Tensor, pd.DataFrame]:
+        """The real reference set (images, factors): ``n_real`` items drawn with seed + 2 (on first use)."""
+        return self.dataset.sample(self.config.n_real, self.config.seed + 2)
+
+    def walk_fn(self, walk: str):
+        """``(z0, gamma, eps) -> z`` for a walk name, on the generator's device."""
+        from dplase.walks import walk_for
+
+        return walk_for(self.directions, walk, device=self.generator.device)
+
+
+class ImageMetric:
+    """A metric fed by the walk-image loop; every image is generated once and shown to all image metrics.
+
+    Keep only what the rows need (predictions, features), so that memory does not grow with the image count.
+    """
+
+    def __init__(self, ctx: EvalContext) -> None:
+        self.ctx = ctx
+
+    def start(self, images: torch.Tensor) -> None:
+        """The start images G(z0), (K * n) on CPU; ``ctx.block(j)`` selects direction j's."""
+
+    def walked(self, walk: str, j: int, images: torch.Tensor) -> None:
+        """Direction j's walked images under ``walk``, (len(steps) * n) on CPU; ``ctx.step_rows(i)`` selects
+        step i's, row r of each block walked from start point r of the direction's block."""
+
+    def rows(self) -> list[Row]:
+        """The measurement rows, asked once after the loop."""
+        raise NotImplementedError
