@@ -5,7 +5,7 @@
 #   snakemake --cores all --configfile config/ablation_density.yaml   density ablation (overlay)
 #   snakemake --report results/report.html                            HTML report of the figures
 #
-# Results layout (templates in dplase.sweep.PATHS; a run id is "{method}-{hash of the run's parameters}",
+# Results layout (templates in dplase.config.paths.PATHS; a run id is "{method}-{hash of the run's parameters}",
 # results/runs.parquet maps ids to parameters):
 #   results/generators/{dataset}/{model}.pt               trained GAN (+ .png samples, .losses.parquet)
 #   results/predictors/{dataset}.pt                       factor predictor trained on real images
@@ -38,15 +38,10 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/plot.smk"
 
 
-# Light rules run on the submitting node under a cluster executor (snakemake --profile slurm); the heavy ones
-# (train_gan, train_factor_predictor, discover_directions, evaluate_walks) go to SLURM.
+# Light rules (the stage table's `local` ones, and the figures) run on the submitting node under a cluster
+# executor (snakemake --profile slurm): each such rule says so itself (`localrule:`); the heavy ones go to SLURM.
 localrules:
     all,
-    write_runs_table,
-    collect_metrics,
-    collect_losses,
-    plot_traversals,
-    plot_figure,
 
 
 rule all:

@@ -15,7 +15,7 @@ import logging
 import os
 import time
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,16 +75,18 @@ def discover_job(
 
 
 def evaluate_job(
-    *, evaluation: Mapping[str, Any], run_id: str, model: str, dataset: str, params: Mapping[str, Any],
-    generator: str | os.PathLike, directions: str | os.PathLike, predictor: str | os.PathLike,
-    out: str | os.PathLike, device: str = "cpu", progress: bool = False,
+    *, evaluation: Mapping[str, Any], generator: str | os.PathLike, directions: str | os.PathLike,
+    predictor: str | os.PathLike, out: str | os.PathLike, run_id: str | None = None, model: str | None = None,
+    dataset: str | None = None, params: Mapping[str, Any] | None = None, device: str = "cpu",
+    progress: bool = False,
 ) -> Path:
     """Evaluate one run's directions with the fixed protocol (``evaluation``: EvalConfig fields) and write its
     rows of the results schema to ``out``, labelled with the run id, the config's model and dataset ids and
-    the run's parameters."""
+    the run's parameters (defaults: an id from the DirectionSet, the checkpoint's name, the predictor's
+    dataset, no parameters)."""
     from dplase.data import dataset_from_config
     from dplase.directions import DirectionSet
-    from dplase.generators.registry import load_generator
+    from dplase.generators.registry import generator_meta, load_generator
     from dplase.metrics.evaluate import EvalConfig, evaluate, results_frame
     from dplase.metrics.predictor import FactorPredictor
     from dplase.results import write_results
@@ -92,12 +94,18 @@ def evaluate_job(
     adapter = load_generator(generator, device=device)
     direction_set = DirectionSet.load(directions)
     net = FactorPredictor.load(predictor, device=device)
+    data_config = dict(net.meta.get("dataset") or {})
+    trained_on = generator_meta(generator).get("dataset")
+    if trained_on and data_config.get("name") and trained_on != data_config["name"]:
+        raise ValueError(f"the predictor was trained on '{data_config['name']}' but the generator on '{trained_on}'")
+    data = dataset_from_config(data_config)
     options = {k: tuple(v) if k in ("metrics", "walks") and v is not None else v for k, v in evaluation.items()}
     config = EvalConfig(**options, progress=progress)
-    rows = evaluate(adapter, direction_set, net, dataset_from_config(dict(net.meta["dataset"])), config,
-                    device=device)
-    frame = results_frame(rows, adapter, direction_set, dataset, run_id, dict(params), config)
-    frame["model"] = model  # the config's model id (a checkpoint's own name may differ)
+    rows = evaluate(adapter, direction_set, net, data, config, device=device)
+    run_id = run_id or (f"{adapter.name}/{direction_set.method}/{direction_set.config_hash}/"
+                        f"seed{direction_set.seed}")
+    frame = results_frame(rows, adapter, direction_set, dataset or data.name, run_id, dict(params or {}), config)
+    frame["model"] = model or adapter.name  # the config's model id (a checkpoint's own name may differ)
     log.info("%d result rows for run %s", len(frame), run_id)
     return write_results(frame, out)
 
@@ -105,15 +113,29 @@ def evaluate_job(
 def plot_traversal_job(
     *, generator: str | os.PathLike, directions: str | os.PathLike, out: str | os.PathLike, n_steps: int = 7,
     max_eps: float = 3.0, walk: str | None = None, k: int | None = None, seed: int = 0, group: int | None = None,
-    device: str = "cpu",
+    device: str = "cpu", warn: Callable[[str], None] = log.warning,
 ) -> Path:
-    """Draw a run's traversal grid (rows: directions, columns: steps of the evaluation grid) to ``out``."""
+    """Draw a traversal grid to ``out``: rows = directions (the first ``k``), columns = the evaluation's step
+    grid over [-max_eps, max_eps], from one seeded start latent; ``group`` edits only that channel subspace."""
     from dplase.directions import DirectionSet
     from dplase.generators.registry import load_generator
-    from dplase.plots.grids import draw_traversal
+    from dplase.plots.grids import save_traversal_grid
+    from dplase.walks import walk_for
 
-    return draw_traversal(load_generator(generator, device=device), DirectionSet.load(directions), out,
-                          n_steps=n_steps, max_eps=max_eps, walk=walk, k=k, seed=seed, group=group)
+    adapter, direction_set = load_generator(generator, device=device), DirectionSet.load(directions)
+    if direction_set.z_dim != adapter.z_dim:
+        raise ValueError(f"directions have z_dim {direction_set.z_dim} but the generator has {adapter.z_dim}")
+    if direction_set.generator_sha256 and direction_set.generator_sha256 != adapter.checkpoint_sha256:
+        warn("these directions were fitted on a different generator checkpoint")
+    if group is not None and direction_set.channel_masks is None:
+        raise ValueError("--group needs channel masks; discover with --subspace first")
+    if group is not None and group >= direction_set.channel_masks.shape[1]:
+        raise ValueError(f"--group must be < {direction_set.channel_masks.shape[1]} (number of subspace groups)")
+    walk_fn = walk_for(direction_set, walk, device=device)
+    path, rows, cols = save_traversal_grid(out, adapter, direction_set, walk_fn, n_steps, max_eps, k, seed, group,
+                                           walk)
+    log.info("traversal grid %s: %d directions x %d steps", path, rows, cols)
+    return path
 
 
 def collect_metrics_job(*, inputs: Sequence[str | os.PathLike], out: str | os.PathLike) -> Path:

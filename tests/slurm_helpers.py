@@ -123,7 +123,7 @@ def reference_discovery(sweep, run_id: str, generator: Path, out_dir: Path) -> P
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        discover_job(**sweep.discover_params(run_id), generator=str(generator),
+        discover_job(**sweep.job_kwargs("discover_directions", run_id), generator=str(generator),
                      out=str(out_dir / "directions.pt"), losses=str(out_dir / "losses.parquet"))
     finally:
         torch.set_num_threads(threads)

@@ -291,7 +291,11 @@ def test_plot_rule_draws_every_figure_into_the_report_with_its_caption_and_categ
     report = snakemake(harness, "--report", "report.html", *figure_targets())
     assert report.returncode == 0, report.stderr[-3000:]
     html = (harness / "report.html").read_text()
-    for entry in FIGURES.values():
-        assert json.dumps(entry["category"])[1:-1] in html, entry["category"]
-        first_words = (ROOT / "workflow/report" / entry["caption"]).read_text().split(":")[0]
-        assert first_words in html, first_words
+    # each figure in its own category, with its own caption (the text before the caption's first colon)
+    categories = json.loads(re.search(r"var categories = (\{.*?\});\n", html).group(1))
+    assert {c: sorted(f for files in sub.values() for f in files) for c, sub in categories.items()} == {
+        e["category"]: [f"results/figures/{name}.png"] for name, e in FIGURES.items()}
+    for name, entry in FIGURES.items():
+        caption = re.search(rf'"results/figures/{name}\.png": \{{[^{{}}]*?"caption": "<p>([^"]*)"', html).group(1)
+        title = (ROOT / "workflow/report" / entry["caption"]).read_text().split(":")[0]
+        assert json.loads(f'"{caption}"').startswith(title + ":"), (name, caption[:80])

@@ -16,8 +16,8 @@ from typing import Any
 
 import click
 
-from dplase.walks import WALKS
 from dplase.methods import METHODS
+from dplase.walks import WALKS
 
 #: CLI option (click parameter name) -> the method option it sets (as configs spell it)
 OPTION_FIELDS = {
@@ -202,28 +202,14 @@ def traverse(ctx: click.Context, generator_path: str, directions_path: str, out:
           --directions results/shapes/dplase/directions.pt --out traversal.png --n-steps 7 --max-eps 3
     """
     from dplase.artifacts import ArtifactError
-    from dplase.directions import DirectionSet
-    from dplase.generators.registry import load_generator
-    from dplase.plots.grids import save_traversal_grid
-    from dplase.walks import walk_for
+    from dplase.jobs import plot_traversal_job
 
     try:
-        generator = load_generator(generator_path, device=device)
-        directions = DirectionSet.load(directions_path)
+        plot_traversal_job(generator=generator_path, directions=directions_path, out=out, n_steps=n_steps,
+                           max_eps=max_eps, walk=walk, k=k, seed=seed, group=group, device=device,
+                           warn=lambda message: click.echo(f"warning: {message}", err=True))
     except ArtifactError as err:
         raise click.ClickException(str(err)) from None
-    if directions.z_dim != generator.z_dim:
-        ctx.fail(f"directions have z_dim {directions.z_dim} but the generator has {generator.z_dim}")
-    if directions.generator_sha256 and directions.generator_sha256 != generator.checkpoint_sha256:
-        click.echo("warning: these directions were fitted on a different generator checkpoint", err=True)
-    if group is not None:
-        if directions.channel_masks is None:
-            ctx.fail("--group needs channel masks; discover with --subspace first")
-        if group >= directions.channel_masks.shape[1]:
-            ctx.fail(f"--group must be < {directions.channel_masks.shape[1]} (number of subspace groups)")
-    try:
-        walk_fn = walk_for(directions, walk, device=device)
     except ValueError as err:
         ctx.fail(str(err))
-    _, rows, cols = save_traversal_grid(out, generator, directions, walk_fn, n_steps, max_eps, k, seed, group, walk)
-    click.echo(f"wrote {out} ({rows} directions x {cols} steps)")
+    click.echo(f"wrote {out}")

@@ -146,43 +146,24 @@ def evaluate(ctx: click.Context, generator_path: str, directions_path: str, pred
       dplase evaluate --generator G.pt --directions D.pt --predictor P.pt --out m.parquet \\
         --metrics density,fid --n-samples 16
     """
-    from dplase.artifacts import ArtifactError
-    from dplase.data import dataset_from_config
-    from dplase.directions import DirectionSet
-    from dplase.generators.registry import generator_meta, load_generator
-    from dplase.metrics.evaluate import EvalConfig, results_frame
-    from dplase.metrics.evaluate import evaluate as run_evaluation
+    import pandas as pd
+
+    from dplase.jobs import evaluate_job
     from dplase.metrics.fid import InceptionUnavailableError
-    from dplase.metrics.predictor import FactorPredictor
-    from dplase.results import write_results
 
     params = _parse_params(ctx, params_json)
+    evaluation = {"metrics": metrics, "n_samples": n_samples, "seed": seed, "max_eps": max_eps, "n_steps": n_steps,
+                  "walks": walks, "extractor": extractor, "inception_weights": inception_weights, "n_real": n_real,
+                  "encoder_steps": encoder_steps, "rca_steps": rca_steps, "dci_importance": dci_importance}
+    start = time.perf_counter()
     try:
-        generator = load_generator(generator_path, device=device)
-        gen_dataset = generator_meta(generator_path).get("dataset")
-        directions = DirectionSet.load(directions_path)
-        predictor = FactorPredictor.load(predictor_path, device=device)
-    except ArtifactError as err:
+        evaluate_job(evaluation=evaluation, generator=generator_path, directions=directions_path,
+                     predictor=predictor_path, out=out, run_id=run_id, params=params, device=device,
+                     progress=progress)
+    except (InceptionUnavailableError, ValueError) as err:  # ArtifactError is a ValueError
         ctx.fail(str(err))
-    data_config = dict(predictor.meta.get("dataset") or {})
-    if gen_dataset and data_config.get("name") and gen_dataset != data_config["name"]:
-        ctx.fail(f"the predictor was trained on '{data_config['name']}' but the generator on '{gen_dataset}'")
-    try:
-        dataset = dataset_from_config(data_config)
-        config = EvalConfig(metrics=metrics, n_samples=n_samples, seed=seed, max_eps=max_eps, n_steps=n_steps,
-                            walks=walks, extractor=extractor, inception_weights=inception_weights,
-                            n_real=n_real, encoder_steps=encoder_steps, rca_steps=rca_steps,
-                            dci_importance=dci_importance, progress=progress)
-        start = time.perf_counter()
-        rows = run_evaluation(generator, directions, predictor, dataset, config, device=device)
-    except InceptionUnavailableError as err:
-        ctx.fail(str(err))
-    except ValueError as err:
-        ctx.fail(str(err))
-    run_id = run_id or f"{generator.name}/{directions.method}/{directions.config_hash}/seed{directions.seed}"
-    frame = results_frame(rows, generator, directions, dataset.name, run_id, params, config)
-    write_results(frame, out)
-    click.echo(f"wrote {len(frame)} rows to {out} in {time.perf_counter() - start:.1f} s")
+    rows = len(pd.read_parquet(out, columns=["metric"]))
+    click.echo(f"wrote {rows} rows to {out} in {time.perf_counter() - start:.1f} s")
 
 
 @click.command("collect")

@@ -16,7 +16,7 @@ from dplase.config.checks import check_config
 from dplase.config.loading import read_configs, validate_config
 from dplase.config.paths import PATHS, result_path
 from dplase.config.runs import Run, expand_runs
-from dplase.stages import PER, STAGES
+from dplase.stages import STAGES
 
 #: a job of a stage: a run id, a (model, dataset) pair, a dataset id, or None (the whole study)
 JobKey = str | tuple[str, str] | None
@@ -48,6 +48,13 @@ class Sweep:
         """The generator a run uses: the model's pretrained checkpoint, or the one the workflow trains."""
         checkpoint = self.config["models"][model].get("checkpoint")
         return checkpoint or self.path("generator", model=model, dataset=dataset)
+
+    def run_paths(self, run: Run | str) -> dict[str, str]:
+        """Every file of one run by path key (its generator and predictor included)."""
+        run = self.run(run) if isinstance(run, str) else run
+        fields = {"run_id": run.run_id, "model": run.model, "dataset": run.dataset}
+        names = ("directions", "losses", "run_metrics", "traversal", "generator", "predictor")
+        return {name: self.file(name, **fields) for name in names}
 
     def traversal_runs(self) -> list[Run]:
         """Runs that get a traversal grid (all, or those whose seed is in the config's traversal.seeds)."""

@@ -1,7 +1,8 @@
 """Launch the sweep through submitit (SLURM job arrays, local processes or in-process), pre-emption safe.
 
 The Snakemake route (`snakemake --profile slurm`) and this one run the same job functions (dplase.jobs) with
-the same arguments (dplase.config.Sweep, from the stage table dplase.stages.STAGES) and write the same files, so they are interchangeable.
+the same arguments (dplase.config.Sweep, from the stage table dplase.stages.STAGES) and write the same
+files, so they are interchangeable.
 """
 
 from dplase.launch.plan import LAUNCH_STAGES, WAVES, Task, collect_tasks, plan_tasks

@@ -33,8 +33,8 @@ from typing import Any
 
 import submitit
 
-from dplase.launch.plan import LAUNCH_STAGES, WAVES, Task, collect_tasks, plan_tasks
 from dplase.config import Sweep, load_config, prepare
+from dplase.launch.plan import LAUNCH_STAGES, WAVES, Task, collect_tasks, plan_tasks
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,6 @@ from typing import Any
 
 from dplase.directions import DirectionSet
 from dplase.generators.base import GeneratorAdapter
-
 from dplase.registry import Registry
 
 #: method name -> the module's SPEC (imported on first use); ``fits_correction``: the DirectionSet carries a learned

@@ -29,6 +29,7 @@ rule plot_figure:
         "results/logs/plot_figure/{figure}.log",
     benchmark:
         "results/benchmarks/plot_figure/{figure}.tsv"
+    localrule: True
     wildcard_constraints:
         figure="|".join(FIGURES),
     conda:
