@@ -41,7 +41,9 @@ def job_key(stage, wildcards):
 def stage_output(stage, name):
     """The output ``name`` of a stage as a path template (its wildcards left in)."""
     info = STAGES[stage]
-    return template(SWEEP.root, {**info["outputs"], **info.get("side_outputs", {})}[name])
+    return template(
+        SWEEP.root, {**info["outputs"], **info.get("side_outputs", {})}[name]
+    )
 
 
 def stage_inputs(stage):
@@ -81,8 +83,7 @@ def final_targets(wildcards):
         for ext in ("png", "pdf")
     ]
     targets += [
-        SWEEP.path("traversal", run_id=key)
-        for key in SWEEP.job_keys("plot_traversals")
+        SWEEP.path("traversal", run_id=key) for key in SWEEP.job_keys("plot_traversals")
     ]
     targets += [
         SWEEP.path("generator_grid", model=m, dataset=d)

@@ -29,9 +29,9 @@ rule plot_figure:
         "results/logs/plot_figure/{figure}.log",
     benchmark:
         "results/benchmarks/plot_figure/{figure}.tsv"
-    localrule: True
     wildcard_constraints:
         figure="|".join(FIGURES),
+    localrule: True
     conda:
         "../envs/dplase.yaml"
     threads: 1
