@@ -14,7 +14,6 @@ from dplase.artifacts import config_hash, load_artifact, save_artifact
 from dplase.walks import WALKS
 
 #: the registered walk names (linear, norm, learned)
-WALK_TYPES = tuple(WALKS)
 
 
 @dataclass
@@ -52,8 +51,7 @@ class DirectionSet:
         self.scores = torch.as_tensor(self.scores).detach().to("cpu", torch.float32).reshape(-1)
         if self.scores.numel() != self.k:
             raise ValueError(f"need one score per direction: {self.scores.numel()} scores for K={self.k}")
-        if self.walk not in WALK_TYPES:
-            raise ValueError(f"unknown walk '{self.walk}'; choose one of {', '.join(WALK_TYPES)}")
+        WALKS.check(self.walk)
 
     @property
     def k(self) -> int:

@@ -49,3 +49,23 @@ def _single_threaded_suite():
     with threadpool_limits(1):
         yield
     torch.set_num_threads(before)
+
+
+def tiny_evaluation_setup(direction_config: dict | None = None):
+    """A seeded 32 px shapes dataset, an untrained generator (z 8), an untrained factor predictor and 3 random
+    orthonormal directions: the smallest complete input of `dplase.metrics.evaluate.evaluate`."""
+    import torch
+
+    from dplase.data import load_dataset
+    from dplase.directions import DirectionSet
+    from dplase.generators.dcgan import DCGANAdapter
+    from dplase.metrics.predictor import FactorPredictor
+
+    data = load_dataset("shapes", image_size=32, seed=0)
+    gen = DCGANAdapter.build({"z_dim": 8, "image_size": 32, "channels": 1, "width": 8}, seed=0)
+    torch.manual_seed(0)
+    predictor = FactorPredictor(1, 32, data.factor_specs, width=8, feature_dim=16)
+    predictor.meta = {"dataset": data.to_config()}
+    gammas = torch.linalg.qr(torch.randn(8, 3, generator=torch.Generator().manual_seed(0)))[0].T
+    directions = DirectionSet(gammas, torch.ones(3), method="random", config=direction_config or {"k": 3}, seed=7)
+    return data, gen, predictor, directions

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from click.testing import CliRunner
+from conftest import tiny_evaluation_setup
 
 from dplase.cli import main
 from dplase.data import load_dataset
-from dplase.directions import DirectionSet
 from dplase.generators.dcgan import DCGANAdapter
 from dplase.generators.registry import save_generator
 from dplase.metrics.evaluate import EvalConfig, evaluate, results_frame
@@ -22,14 +21,7 @@ ARCH = {"z_dim": 8, "image_size": 32, "channels": 1, "width": 8}
 
 @pytest.fixture(scope="module")
 def setup():
-    data = load_dataset("shapes", image_size=32, seed=0)
-    gen = DCGANAdapter.build(ARCH, seed=0)
-    torch.manual_seed(0)
-    predictor = FactorPredictor(1, 32, data.factor_specs, width=8, feature_dim=16)
-    predictor.meta = {"dataset": data.to_config()}
-    gammas = torch.linalg.qr(torch.randn(8, 3, generator=torch.Generator().manual_seed(0)))[0].T
-    directions = DirectionSet(gammas, torch.ones(3), method="random", config={"k": 3, "lambda": 0.5}, seed=7)
-    return data, gen, predictor, directions
+    return tiny_evaluation_setup({"k": 3, "lambda": 0.5})
 
 
 class CountingGenerator(DCGANAdapter):

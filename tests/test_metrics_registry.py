@@ -8,14 +8,11 @@ from collections import Counter
 
 import pytest
 import torch
+from conftest import tiny_evaluation_setup
 
-from dplase.data import load_dataset
-from dplase.directions import DirectionSet
-from dplase.generators.dcgan import DCGANAdapter
 from dplase.metrics import METRICS
 from dplase.metrics.context import EvalContext, ImageMetric, Row
 from dplase.metrics.evaluate import EvalConfig, evaluate
-from dplase.metrics.predictor import FactorPredictor
 from dplase.registry import Registry
 
 ARCH = {"z_dim": 8, "image_size": 32, "channels": 1, "width": 8}
@@ -33,13 +30,7 @@ GROUP_ROWS = {
 
 @pytest.fixture(scope="module")
 def setup():
-    data = load_dataset("shapes", image_size=32, seed=0)
-    gen = DCGANAdapter.build(ARCH, seed=0)
-    torch.manual_seed(0)
-    predictor = FactorPredictor(1, 32, data.factor_specs, width=8, feature_dim=16)
-    gammas = torch.linalg.qr(torch.randn(8, 3, generator=torch.Generator().manual_seed(0)))[0].T
-    directions = DirectionSet(gammas, torch.ones(3), method="random", config={"k": 3}, seed=7)
-    return data, gen, predictor, directions
+    return tiny_evaluation_setup()
 
 
 def _key(row: Row) -> tuple:

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from dplase.directions import WALK_TYPES, DirectionSet
+from dplase.directions import DirectionSet
 from dplase.generators.base import GeneratorAdapter
 from dplase.methods import FitContext, MethodConfig, MethodSpec
 from dplase.methods.dplase_losses import (
@@ -43,7 +43,7 @@ from dplase.methods.dplase_losses import (
 )
 from dplase.subspace import SelfExpression, SubspaceConfig, cluster_channels, labels_to_masks, subspace_step
 from dplase.training.loop import LoopState, run_loop, step_generator
-from dplase.walks import apply_walk
+from dplase.walks import WALKS, apply_walk
 from dplase.walks.learned import CorrectionFn, DensityConfig, DensityModel, correction_state
 from dplase.walks.steps import StepRange
 
@@ -104,7 +104,7 @@ class DPLaSEConfig(MethodConfig):
     subspace_reg: str = SubspaceConfig.reg
 
     def __post_init__(self) -> None:
-        choices = {"walk": (self.walk, WALK_TYPES), "estimator": (self.estimator, ESTIMATORS),
+        choices = {"walk": (self.walk, tuple(WALKS)), "estimator": (self.estimator, ESTIMATORS),
                    "orthogonal": (self.orthogonal, ORTHOGONAL), "density_mode": (self.density_mode, DENSITY_MODES),
                    "subspace_reg": (self.subspace_reg, ("l1", "l2"))}
         for name, (value, allowed) in choices.items():

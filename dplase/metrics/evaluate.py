@@ -117,14 +117,25 @@ def results_frame(rows: list[dict[str, Any]], generator, directions, dataset_nam
     if config is not None:
         all_params["eval"] = {k: v for k, v in asdict(config).items() if k not in ("progress", "extra")}
 
-    def number(*keys: str) -> float | None:
+    fields = _option_fields(directions.method)
+
+    def number(option: str) -> float | None:
+        """A run option as given (config spelling), else the method config's field that holds it."""
+        keys = (option, fields.get(option, option))
         value = next((all_params[k] for k in keys if k in all_params), None)
         return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
     base = {
         "run_id": run_id, "model": generator.name, "dataset": dataset_name, "method": directions.method,
         "params": json.dumps(all_params, sort_keys=True, default=str), "k": directions.k,
-        "layer": directions.layer or None, "lambda": number("lambda", "lam", "lambda_"), "zeta": number("zeta"),
+        "layer": directions.layer or None, "lambda": number("lambda"), "zeta": number("zeta"),
         "seed": directions.seed,
     }
     return make_rows(base, rows)
+
+
+def _option_fields(method: str) -> dict[str, str]:
+    """Option (config spelling) -> config field of a registered method ({} for a foreign DirectionSet)."""
+    from dplase.methods import METHODS, get_method, option_fields
+
+    return option_fields(get_method(method).config_cls) if method in METHODS else {}

@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 
 from dplase.metrics.context import EvalContext, Row
-from dplase.reconstructor import ShiftSampler, WalkFn, reconstructor_accuracy, train_reconstructor
+from dplase.reconstructor import WalkFn, reconstructor_accuracy, train_reconstructor
+from dplase.walks.steps import StepRange
 
 
 def rca(generator, directions: torch.Tensor, walk_fn: WalkFn, steps: int = 400, n_test: int = 1024,
@@ -24,7 +25,7 @@ def rca(generator, directions: torch.Tensor, walk_fn: WalkFn, steps: int = 400, 
     """
     if directions.shape[0] < 2:
         raise ValueError("RCA needs at least 2 directions")
-    shifts = ShiftSampler(scale=shift_scale, min_shift=min_shift)
+    shifts = StepRange(shift_scale, min_shift).shifts()
     model, _ = train_reconstructor(generator, directions, walk_fn, steps=steps, batch_size=batch_size,
                                    shifts=shifts, seed=seed, device=device, progress=progress)
     return reconstructor_accuracy(model, generator, directions, walk_fn, n=n_test, seed=seed + 1,

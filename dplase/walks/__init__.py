@@ -3,7 +3,7 @@
 Shapes: ``z0`` is N x d; ``gamma`` is N x d (or d, broadcast); ``eps`` is N (or a scalar).
 
 - `WALKS`: walk name -> implementation, with ``needs_correction`` (whether the walk needs a learned
-  correction network C); `dplase.directions.WALK_TYPES`, the CLI choices and Voynov's supported walks read it;
+  correction network C); DirectionSet, the method configs, the CLI choices and Voynov's supported walks read it;
 - `apply_walk` / `make_walk` / `walk_for`: dispatch by name (for a DirectionSet, C is rebuilt from it);
 - `dplase.walks.basic`: the linear and norm-rescaled walks; `dplase.walks.learned`: the learned walk with its
   networks F and C; `dplase.walks.steps`: the step ranges; `dplase.walks.validation`: F and C on known priors.
