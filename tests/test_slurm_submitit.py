@@ -94,7 +94,7 @@ def test_debug_route_reports_a_bad_input_and_runs_the_rest(tmp_path, monkeypatch
     monkeypatch.setattr("pdb.post_mortem", lambda *args: None)  # submitit's debug executor opens pdb on failure
     report = launch(load_sweep_file(config), "debug", stages=["discover_directions"], collect=False,
                     echo=lambda s: None)
-    states = {o.task.kwargs["run"]["model"]: o for o in report.outcomes}
+    states = {o.task.kwargs["labels"]["model"]: o for o in report.outcomes}
     assert states["good"].state == "done" and states["bad"].state == "failed"
     assert "bad.pt" in states["bad"].error
     assert not report.ok and re.search(r"FAILED discover_directions\[random-\w+\]", report.summary())
