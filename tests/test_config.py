@@ -267,3 +267,32 @@ def test_sweep_paths_and_job_parameters():
 def test_load_config_reports_a_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"nope\.yaml"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_every_stage_job_gets_exactly_its_function_arguments():
+    """For every stage of the table and every job of the test config, the files the rules pass plus
+    `Sweep.job_kwargs` bind to the job function's signature (no config names leak into dplase.jobs)."""
+    import inspect
+
+    from dplase.stages import STAGES, job_arguments
+
+    sweep = prepare(load_config(ROOT / "config/config.yaml", ROOT / "config/test.yaml"))
+    for stage in STAGES:
+        keys = sweep.job_keys(stage)
+        assert keys, stage
+        function = STAGES.load(stage)
+        for key in keys:
+            files = {**sweep.job_inputs(stage, key), **sweep.job_outputs(stage, key)}
+            arguments = job_arguments(stage, files, sweep.job_kwargs(stage, key))
+            inspect.signature(function).bind(**arguments)  # raises TypeError on a missing or foreign argument
+    discover = sweep.job_kwargs("discover_directions", next(r.run_id for r in sweep.runs if r.method == "dplase"))
+    assert discover["config"]["walk"] == "learned" and "lambda" not in discover["config"]
+
+
+def test_config_spellings_become_config_class_fields():
+    config = checked(base_config())
+    config["sweeps"][0].update(methods=["dplase"], params={"k": 3, "lambda": 0.5})
+    sweep = prepare(config)
+    kwargs = sweep.job_kwargs("discover_directions", sweep.runs[0].run_id)["config"]
+    assert kwargs == {"k": 3, "lam": 0.5}
+    assert sweep.runs[0].to_row()["lambda"] == 0.5
