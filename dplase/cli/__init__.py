@@ -18,6 +18,7 @@ COMMANDS = {
     "collect": "dplase.cli.evaluate:collect",
     "plot": "dplase.cli.plot:plot",
     "sweep": "dplase.cli.launch:sweep",
+    "planted": "dplase.cli.planted:planted",
 }
 
 

@@ -57,9 +57,14 @@ def _check_datasets(datasets: Mapping[str, Any]) -> None:
 
 
 def _check_models(models: Mapping[str, Any]) -> None:
+    families = registry("generator family")
     for model_id, model in models.items():
         if model.get("checkpoint") and not Path(model["checkpoint"]).is_file():
             raise ConfigError(f"models.{model_id}.checkpoint", f"file {model['checkpoint']} does not exist")
+        if not model.get("checkpoint") and not families[model["family"]].get("trainable"):
+            raise ConfigError(f"models.{model_id}.checkpoint",
+                              f"family '{model['family']}' is not trained by the workflow: give its checkpoint "
+                              f"(trainable families: {', '.join(families.where(trainable=True))})")
         _check_options(model["train"], f"models.{model_id}.train", opts.gan_options, "not a GAN training option")
 
 
@@ -99,6 +104,18 @@ def _check_method_accepts(method: str, options: Iterable[str], key: str) -> None
             raise ConfigError(f"{key}.{option}", f"method '{method}' has no option '{option}'; its options: {accepted}")
 
 
+def model_family(model: Mapping[str, Any]) -> str | None:
+    """The generator family of a model entry (from its checkpoint when it has one; None if unreadable)."""
+    if model.get("checkpoint"):
+        try:
+            from dplase.generators.registry import generator_meta
+
+            return generator_meta(model["checkpoint"]).get("family")
+        except Exception:  # an unreadable checkpoint is reported when the job loads it
+            return None
+    return model.get("family", "dcgan")
+
+
 def model_z_dim(model: Mapping[str, Any]) -> int | None:
     """The latent dimension of a model entry (from its checkpoint when it has one)."""
     if model.get("checkpoint"):
@@ -115,8 +132,10 @@ def _check_runs(config: Mapping[str, Any]) -> None:
     """Checks that depend on the combination a run makes (after `exclude`): K <= z_dim of its model, and a
     learned walk only for methods that fit a density correction."""
     z_dims = {m: model_z_dim(spec) for m, spec in config["models"].items()}
+    families = {m: model_family(spec) for m, spec in config["models"].items()}
     methods = registry("method")
     correcting = methods.where(fits_correction=True)
+    planted = registry("generator family").where(planted=True)
     seen: set[tuple[str, str, Any, str]] = set()
     for run in expand_runs(config):
         marker = (run.model, run.method, run.params.get("k"), run.walk)
@@ -127,12 +146,24 @@ def _check_runs(config: Mapping[str, Any]) -> None:
             raise ConfigError(_param_key(config, run, "walk"),
                               f"walk '{run.walk}' needs a learned density correction, which only "
                               f"{', '.join(correcting)} fits, not {run.method} (add an exclude entry)")
+        if methods[run.method].get("needs_planted") and families[run.model] not in (*planted, None):
+            raise ConfigError(_method_key(config, run),
+                              f"method '{run.method}' needs a generator with planted directions (family "
+                              f"{', '.join(planted)}); model '{run.model}' is family '{families[run.model]}'")
         k = run.params.get("k")
         k = k if k is not None else opts.method_default(run.method, "k")
         z_dim = z_dims.get(run.model)
         if z_dim is not None and isinstance(k, int) and k > z_dim:
             raise ConfigError(_param_key(config, run, "k"), f"K={k} exceeds z_dim={z_dim} of model '{run.model}' "
                               f"(method {run.method}{'' if 'k' in run.params else ', its default K'})")
+
+
+def _method_key(config: Mapping[str, Any], run: Run) -> str:
+    """The config key that names a run's method."""
+    if run.origin.startswith("include"):
+        return f"{run.origin}.method"
+    methods = config["sweeps"][int(run.origin[len("sweeps["):-1])]["methods"]
+    return f"{run.origin}.methods[{methods.index(run.method)}]"
 
 
 def _param_key(config: Mapping[str, Any], run: Run, option: str) -> str:

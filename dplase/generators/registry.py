@@ -22,7 +22,11 @@ from dplase.priors import prior_from_config
 from dplase.registry import Registry
 
 #: family name -> its adapter class (imported on first use)
-FAMILIES = Registry("generator family", {"dcgan": "dplase.generators.dcgan:DCGANAdapter"})
+#: (``trainable``: the workflow's train_gan trains it; ``planted``: its adapters know their true directions)
+FAMILIES = Registry("generator family", {
+    "dcgan": ("dplase.generators.dcgan:DCGANAdapter", {"trainable": True}),
+    "planted": ("dplase.generators.planted:PlantedAdapter", {"planted": True}),
+})
 
 
 def save_generator(

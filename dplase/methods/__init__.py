@@ -23,7 +23,8 @@ from dplase.generators.base import GeneratorAdapter
 from dplase.registry import Registry
 
 #: method name -> the module's SPEC (imported on first use); ``fits_correction``: the DirectionSet carries a learned
-#: density correction, so the method's runs may use the learned walk
+#: density correction, so the method's runs may use the learned walk; ``needs_planted``: only for generators
+#: with planted directions (family info ``planted``)
 METHODS = Registry("method", {
     "dplase": ("dplase.methods.dplase:SPEC", {"fits_correction": True}),
     "sefa": "dplase.methods.sefa:SPEC",
@@ -31,6 +32,7 @@ METHODS = Registry("method", {
     "voynov": "dplase.methods.voynov:SPEC",
     "random": "dplase.methods.simple:SPEC",
     "coordinate": "dplase.methods.simple:SPEC",
+    "oracle": ("dplase.methods.oracle:SPEC", {"needs_planted": True}),
 })
 
 

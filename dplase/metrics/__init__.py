@@ -9,6 +9,7 @@ Snakemake parse time, so nothing here imports torch or sklearn). Submodules (imp
 - fid: FID along walks with clean-fid (domain or Inception features);
 - density: log-density drift, norm ratio and out-of-typical-set share along walks;
 - rca: reconstructor classification accuracy;
+- recovery: matching of the directions to a generator's planted directions (planted generators only);
 - evaluate: the orchestrator: one walk/image loop feeding the image metrics, then each requested metric's rows.
 
 Adding a metric is one new file plus one line here. A target is either a function ``EvalContext -> rows`` or,
@@ -24,6 +25,7 @@ METRICS = Registry("metric", {
     "fid": ("dplase.metrics.fid:WalkFID", {"needs_images": True}),
     "density": ("dplase.metrics.density:density_metric", {"needs_images": False}),
     "rca": ("dplase.metrics.rca:rca_metric", {"needs_images": False}),
+    "recovery": ("dplase.metrics.recovery:recovery_metric", {"needs_images": False}),
 })
 
 __all__ = ["METRICS"]
