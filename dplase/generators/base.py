@@ -28,6 +28,8 @@ class GeneratorAdapter(ABC):
     name: str = "generator"
     #: the family's network class, built from a checkpoint's ``arch`` keyword arguments
     network: type[torch.nn.Module]
+    #: the family's name in `dplase.generators.registry.FAMILIES`
+    family: str = ""
 
     @property
     @abstractmethod
@@ -75,3 +77,39 @@ class GeneratorAdapter(ABC):
     def sample_latents(self, n: int, seed: int) -> torch.Tensor:
         """``n`` latents from the prior on this adapter's device, from an explicit seed."""
         return self.prior.sample(n, seed, device=self.device)
+
+
+class NetworkAdapter(GeneratorAdapter):
+    """An adapter around one network ``net`` that has ``z_dim``, ``image_size``, ``channels``, ``layer_names``,
+    ``features(z, layer)``, ``from_features(f, layer)``, a forward pass and a first latent-projecting Linear
+    layer ``project``: what a family file then adds is only what is special about it. The network is kept in
+    eval mode with its parameters frozen."""
+
+    def __init__(self, net: torch.nn.Module, prior: Prior, device: str | torch.device = "cpu",
+                 checkpoint_sha256: str = "", name: str | None = None) -> None:
+        self.device = torch.device(device)
+        self.net = net.to(self.device).eval()
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        self.z_dim, self.image_size, self.channels = net.z_dim, net.image_size, net.channels
+        if prior.dim != self.z_dim:
+            raise ValueError(f"prior dimension {prior.dim} != generator z_dim {self.z_dim}")
+        self.prior = prior
+        self.checkpoint_sha256 = checkpoint_sha256
+        self.name = name or type(self).family
+
+    @property
+    def layers(self) -> list[str]:
+        return self.net.layer_names
+
+    def features(self, z: torch.Tensor, layer: str) -> torch.Tensor:
+        return self.net.features(z.to(self.device), self.check_layer(layer))
+
+    def from_features(self, f: torch.Tensor, layer: str) -> torch.Tensor:
+        return self.net.from_features(f.to(self.device), self.check_layer(layer))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z.to(self.device))
+
+    def latent_projection_weight(self) -> torch.Tensor:
+        return self.net.project.weight.detach()

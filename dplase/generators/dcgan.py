@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dplase.generators.base import GeneratorAdapter
+from dplase.generators.base import NetworkAdapter
 from dplase.priors import Prior, make_prior
 
 SUPPORTED_SIZES = (32, 64)
@@ -133,7 +133,7 @@ class DCGANDiscriminator(nn.Module):
         return self.head(self.batch_stat(self.features(x)).flatten(1)).squeeze(1)
 
 
-class DCGANAdapter(GeneratorAdapter):
+class DCGANAdapter(NetworkAdapter):
     """Adapter for `DCGANGenerator` (always in eval mode: BatchNorm uses running statistics)."""
 
     network = DCGANGenerator  # what a checkpoint's ``arch`` builds
@@ -141,32 +141,7 @@ class DCGANAdapter(GeneratorAdapter):
 
     def __init__(self, net: DCGANGenerator, prior: Prior, device: str | torch.device = "cpu",
                  checkpoint_sha256: str = "", name: str = "dcgan") -> None:
-        self.device = torch.device(device)
-        self.net = net.to(self.device).eval()
-        for p in self.net.parameters():
-            p.requires_grad_(False)
-        self.z_dim, self.image_size, self.channels = net.z_dim, net.image_size, net.channels
-        if prior.dim != self.z_dim:
-            raise ValueError(f"prior dimension {prior.dim} != generator z_dim {self.z_dim}")
-        self.prior = prior
-        self.checkpoint_sha256 = checkpoint_sha256
-        self.name = name
-
-    @property
-    def layers(self) -> list[str]:
-        return self.net.layer_names
-
-    def features(self, z: torch.Tensor, layer: str) -> torch.Tensor:
-        return self.net.features(z.to(self.device), self.check_layer(layer))
-
-    def from_features(self, f: torch.Tensor, layer: str) -> torch.Tensor:
-        return self.net.from_features(f.to(self.device), self.check_layer(layer))
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z.to(self.device))
-
-    def latent_projection_weight(self) -> torch.Tensor:
-        return self.net.project.weight.detach()
+        super().__init__(net, prior, device, checkpoint_sha256, name)
 
     @classmethod
     def build(cls, arch: dict[str, Any], prior: dict[str, Any] | None = None, seed: int = 0,

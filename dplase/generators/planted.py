@@ -42,8 +42,8 @@ import torch
 from torch import nn
 
 from dplase.data.render import _HEART_SHIFT, ELLIPSE_AXES, HEART_H, SPRITE_HALF_SIZE, position_range
-from dplase.generators.base import GeneratorAdapter
-from dplase.priors import Prior, make_prior, prior_from_config
+from dplase.generators.base import NetworkAdapter
+from dplase.priors import make_prior, prior_from_config
 
 #: the planted factors, in the order of their directions (rows of Q)
 FACTORS = ("pos_x", "pos_y", "scale", "orientation", "shape")
@@ -252,43 +252,16 @@ def blended_distance(v: dict[str, torch.Tensor], image_size: int) -> torch.Tenso
 # ------------------------------------------------------------------------------------------------- adapter
 
 
-class PlantedAdapter(GeneratorAdapter):
+class PlantedAdapter(NetworkAdapter):
     """The planted generator behind the adapter protocol, plus what only it knows: its directions and the exact
     factors of every latent."""
 
     network = PlantedGenerator
     family = "planted"
 
-    def __init__(self, net: PlantedGenerator, prior: Prior, device: str | torch.device = "cpu",
-                 checkpoint_sha256: str = "", name: str = "planted") -> None:
-        self.device = torch.device(device)
-        self.net = net.to(self.device).eval()
-        self.z_dim, self.image_size, self.channels = net.z_dim, net.image_size, net.channels
-        if prior.dim != self.z_dim:
-            raise ValueError(f"prior has dimension {prior.dim}, the generator z_dim={self.z_dim}")
-        self.prior = prior
-        self.checkpoint_sha256 = checkpoint_sha256
-        self.name = name
-
-    @property
-    def layers(self) -> list[str]:
-        return self.net.layer_names
-
     @property
     def factor_names(self) -> tuple[str, ...]:
         return self.net.factor_names
-
-    def features(self, z: torch.Tensor, layer: str) -> torch.Tensor:
-        return self.net.features(z.to(self.device), self.check_layer(layer))
-
-    def from_features(self, f: torch.Tensor, layer: str) -> torch.Tensor:
-        return self.net.from_features(f.to(self.device), self.check_layer(layer))
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z.to(self.device))
-
-    def latent_projection_weight(self) -> torch.Tensor:
-        return self.net.project.weight.detach()
 
     def planted_directions(self) -> torch.Tensor:
         """The planted directions (F x z_dim, orthonormal rows, `factor_names` order), on CPU."""
