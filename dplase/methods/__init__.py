@@ -101,12 +101,6 @@ def config_kwargs(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     return {fields.get(key, key): value for key, value in options.items()}
 
 
-def accepted_options(name: str) -> tuple[str, ...]:
-    """Every option name method ``name`` accepts (config spellings and field names)."""
-    fields = option_fields(get_method(name).config_cls)
-    return tuple(sorted({*fields, *fields.values()}))
-
-
 def make_config(name: str, **overrides: Any) -> MethodConfig:
     """The method's config with ``overrides`` (field names or config spellings) applied; unknown keys are a
     clear error naming them."""

@@ -27,6 +27,7 @@ from dplase.metrics.context import EvalConfig, EvalContext, ImageMetric, Row
 from dplase.metrics.predictor import FactorPredictor
 from dplase.results import make_rows
 from dplase.walks import default_walks
+from dplase.walks.steps import StepRange
 
 __all__ = ["EvalConfig", "EvalContext", "evaluate", "make_context", "results_frame", "run_walks"]
 
@@ -44,7 +45,7 @@ def make_context(generator, directions, predictor: FactorPredictor, dataset, con
     return EvalContext(
         generator=generator, directions=directions, predictor=predictor.to(device).eval(), dataset=dataset,
         config=config, device=device, walks=list(config.walks or default_walks(directions)),
-        steps=[float(s) for s in config.step_grid() if s != 0],
+        steps=StepRange(config.max_eps).nonzero(config.n_steps),
         # CPU, device-independent numbers; block j: direction j
         z0=generator.prior.sample(directions.k * config.n_samples, config.seed),
     )
