@@ -7,7 +7,7 @@
 #
 # Results layout (templates in dplase.config.paths.PATHS; a run id is "{method}-{hash of the run's parameters}",
 # results/runs.parquet maps ids to parameters):
-#   results/generators/{dataset}/{model}.pt               trained GAN (+ .png samples, .losses.parquet)
+#   results/generators/{dataset}/{model}/seed{s}.pt       trained or planted generator (+ .png, .losses.parquet)
 #   results/predictors/{dataset}.pt                       factor predictor trained on real images
 #   results/runs/{run_id}/directions.pt                   discovered directions (DirectionSet)
 #   results/runs/{run_id}/losses.parquet                  discovery loss curves (empty for closed-form methods)

@@ -11,9 +11,7 @@ import hashlib
 import io
 import json
 import os
-import pickle
 import tempfile
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -113,7 +111,7 @@ def load_artifact(
         with open(path, "rb") as handle:
             raw = handle.read()
         payload = torch.load(io.BytesIO(raw), map_location=map_location, weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+    except Exception as err:  # whatever torch's weights-only unpickler raises (IndexError, KeyError, ...)
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ArtifactError(
             f"{path}: not a readable dplase artifact (corrupted, truncated, or not a weights-only torch file): "

@@ -22,7 +22,21 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def train_gan_job(*, gan: Mapping[str, Any], out: str | os.PathLike, device: str = "cpu",
+def generator_job(*, family: str, options: Mapping[str, Any], out: str | os.PathLike, name: str | None = None,
+                  device: str = "cpu", progress: bool = False) -> Path:
+    """Make one generator of ``family`` and write it to ``out``, with its sample grid (suffix .png) and loss
+    table (.losses.parquet): a trainable family is trained (``options``: GanConfig fields), a planted one is
+    built from ``options`` (`dplase.generators.planted.planted_arch` arguments; no training, empty losses)."""
+    from dplase.generators.registry import FAMILIES
+
+    if FAMILIES[family].get("planted"):
+        return plant_generator_job(options=options, out=out, name=name)
+    if not FAMILIES[family].get("trainable"):
+        raise ValueError(f"generator family '{family}' is neither trained nor planted by the workflow")
+    return train_gan_job(gan=options, out=out, name=name, device=device, progress=progress)
+
+
+def train_gan_job(*, gan: Mapping[str, Any], out: str | os.PathLike, name: str | None = None, device: str = "cpu",
                   progress: bool = False) -> Path:
     """Train one GAN (``gan``: GanConfig fields) and write it to ``out``.
 
@@ -30,7 +44,25 @@ def train_gan_job(*, gan: Mapping[str, Any], out: str | os.PathLike, device: str
     """
     from dplase.training.gan import GanConfig, train_gan
 
-    return train_gan(GanConfig(**gan), out, device=device, progress=progress)
+    return train_gan(GanConfig(**gan), out, device=device, progress=progress, name=name)
+
+
+def plant_generator_job(*, options: Mapping[str, Any], out: str | os.PathLike, name: str | None = None) -> Path:
+    """Write a planted generator (``options``: `planted_arch` arguments), its sample grid and an empty loss
+    table (so that it looks like any other generator to the rest of the workflow)."""
+    from dplase.generators.planted import save_planted
+    from dplase.generators.registry import load_generator
+    from dplase.plots.grids import save_image_grid
+    from dplase.results import history_frame, write_losses
+    from dplase.training.gan import GRID_SEED_OFFSET
+
+    out = Path(out)
+    save_planted(out, name=name, **dict(options))
+    adapter = load_generator(out)  # the grid comes from the saved file, as for a trained generator
+    images = adapter.generate(adapter.sample_latents(64, int(options.get("seed", 0)) + GRID_SEED_OFFSET))
+    save_image_grid(images, out.with_suffix(".png"), nrow=8)
+    write_losses(history_frame([]), out.with_suffix(".losses.parquet"))
+    return out
 
 
 def train_predictor_job(*, dataset: Mapping[str, Any], predictor: Mapping[str, Any], out: str | os.PathLike,
@@ -77,8 +109,8 @@ def discover_job(
 def evaluate_job(
     *, evaluation: Mapping[str, Any], generator: str | os.PathLike, directions: str | os.PathLike,
     predictor: str | os.PathLike, out: str | os.PathLike, run_id: str | None = None, model: str | None = None,
-    dataset: str | None = None, params: Mapping[str, Any] | None = None, device: str = "cpu",
-    progress: bool = False,
+    model_seed: int | None = None, dataset: str | None = None, params: Mapping[str, Any] | None = None,
+    device: str = "cpu", progress: bool = False,
 ) -> Path:
     """Evaluate one run's directions with the fixed protocol (``evaluation``: EvalConfig fields) and write its
     rows of the results schema to ``out``, labelled with the run id, the config's model and dataset ids and
@@ -106,6 +138,7 @@ def evaluate_job(
                         f"seed{direction_set.seed}")
     frame = results_frame(rows, adapter, direction_set, dataset or data.name, run_id, dict(params or {}), config)
     frame["model"] = model or adapter.name  # the config's model id (a checkpoint's own name may differ)
+    frame["model_seed"] = model_seed if model_seed is not None else generator_meta(generator).get("seed")
     log.info("%d result rows for run %s", len(frame), run_id)
     return write_results(frame, out)
 
@@ -116,7 +149,8 @@ def plot_traversal_job(
     device: str = "cpu", warn: Callable[[str], None] = log.warning,
 ) -> Path:
     """Draw a traversal grid to ``out``: rows = directions (the first ``k``), columns = the evaluation's step
-    grid over [-max_eps, max_eps], from one seeded start latent; ``group`` edits only that channel subspace."""
+    grid over [-max_eps, max_eps], from one seeded start latent; ``group`` edits only that channel subspace.
+    For a generator with planted directions, each row also shows the oracle's traversal of its matched factor."""
     from dplase.directions import DirectionSet
     from dplase.generators.registry import load_generator
     from dplase.plots.grids import save_traversal_grid
@@ -132,9 +166,11 @@ def plot_traversal_job(
     if group is not None and group >= direction_set.channel_masks.shape[1]:
         raise ValueError(f"--group must be < {direction_set.channel_masks.shape[1]} (number of subspace groups)")
     walk_fn = walk_for(direction_set, walk, device=device)
+    oracle = hasattr(adapter, "planted_directions")  # the truth is known: show it beside each direction
     path, rows, cols = save_traversal_grid(out, adapter, direction_set, walk_fn, n_steps, max_eps, k, seed, group,
-                                           walk)
-    log.info("traversal grid %s: %d directions x %d steps", path, rows, cols)
+                                           walk, oracle=oracle)
+    log.info("traversal grid %s: %d directions x %d steps%s", path, rows, cols,
+             ", beside the matched planted directions" if oracle else "")
     return path
 
 

@@ -38,7 +38,8 @@ RESULTS_SCHEMA = pa.schema(
         pa.field("layer", pa.string()),
         pa.field("lambda", pa.float64()),
         pa.field("zeta", pa.float64()),
-        pa.field("seed", pa.int64()),
+        pa.field("seed", pa.int64()),  # the run's seed (discovery)
+        pa.field("model_seed", pa.int64()),  # the generator's seed (training or planting); null: unknown
         pa.field("direction", pa.int64()),  # null: not a per-direction metric
         pa.field("step", pa.float64()),  # null: not a per-step metric
         pa.field("metric", pa.string(), nullable=False),
@@ -167,11 +168,11 @@ def collect(paths: Sequence[str | os.PathLike], out: str | os.PathLike, threads:
 # ------------------------------------------------------------------------------------------- loss curves
 #: the loss-curve table's columns and dtypes (per run file, the GANs' files and the collected table)
 LOSS_DTYPES = {"source": "string", "run_id": "string", "model": "string", "dataset": "string",
-               "method": "string", "walk": "string", "seed": "Int64", "step": "int64", "term": "string",
-               "value": "float64"}
+               "method": "string", "walk": "string", "seed": "Int64", "model_seed": "Int64", "step": "int64",
+               "term": "string", "value": "float64"}
 LOSS_COLUMNS = tuple(LOSS_DTYPES)
 #: the labels a loss table carries besides (step, term, value)
-LOSS_LABELS = ("source", "run_id", "model", "dataset", "method", "walk", "seed")
+LOSS_LABELS = ("source", "run_id", "model", "dataset", "method", "walk", "seed", "model_seed")
 
 
 def history_frame(history: Sequence[tuple[int, str, float]]) -> pd.DataFrame:
@@ -204,7 +205,7 @@ def write_losses(frame: pd.DataFrame, path: str | os.PathLike, **labels: Any) ->
 #: the runs table's columns and dtypes: run id -> model, dataset, method, the common options and all params
 RUNS_DTYPES = {"run_id": "object", "sweep": "object", "model": "object", "dataset": "object", "method": "object",
                "walk": "object", "k": "Int64", "layer": "object", "lambda": "Float64", "zeta": "Float64",
-               "seed": "int64", "params": "object"}
+               "seed": "int64", "model_seed": "int64", "params": "object"}
 RUNS_COLUMNS = tuple(RUNS_DTYPES)
 
 

@@ -20,10 +20,10 @@ from typing import Any
 from dplase.registry import Registry
 
 #: what one job of a stage is about -> the wildcards its paths use
-PER = {"generator": ("model", "dataset"), "dataset": ("dataset",), "run": ("run_id",), "study": ()}
+PER = {"generator": ("model", "dataset", "model_seed"), "dataset": ("dataset",), "run": ("run_id",), "study": ()}
 
 STAGES = Registry("stage", {
-    "train_gan": ("dplase.jobs:train_gan_job", {
+    "train_gan": ("dplase.jobs:generator_job", {
         "per": "generator", "inputs": {}, "outputs": {"out": "generator"},
         "side_outputs": {"grid": "generator_grid", "losses": "generator_losses"},
         "threads": 2, "gpu": True, "local": False}),

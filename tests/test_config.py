@@ -26,7 +26,8 @@ from dplase.config import (
 from dplase.results import runs_table, write_runs_table
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = ["config/config.yaml", "config/test.yaml", "config/ablation_density.yaml", "config/paper.yaml"]
+CONFIGS = ["config/config.yaml", "config/test.yaml", "config/ablation_density.yaml", "config/paper.yaml",
+           "config/planted.yaml", "config/planted_mixed.yaml"]
 
 
 def base_config(**overrides) -> dict:
@@ -61,9 +62,25 @@ def test_shipped_configs_validate_and_expand(name):
 
 def test_default_config_has_every_method_and_the_three_dplase_walks():
     runs = expand_runs(load_config(ROOT / "config/config.yaml"))
-    assert {r.method for r in runs} == {"dplase", "sefa", "ganspace", "voynov", "random", "coordinate"}
-    assert sorted(r.walk for r in runs if r.method == "dplase") == ["learned", "linear", "norm"]
+    gan = [r for r in runs if r.model == "dcgan"]
+    assert {r.method for r in gan} == {"dplase", "sefa", "ganspace", "voynov", "random", "coordinate"}
+    assert sorted(r.walk for r in gan if r.method == "dplase") == ["learned", "linear", "norm"]
     assert {r.seed for r in runs} == {0}
+    # the planted study: every method and the oracle on 3 planted generators, with its own protocol
+    planted = [r for r in runs if r.model == "planted"]
+    assert {r.method for r in planted} == {r.method for r in gan} | {"oracle"}
+    assert sorted(r.model_seed for r in planted if r.method == "sefa") == [0, 1, 2]
+    assert all({"recovery", "exact"} <= set(r.evaluation["metrics"]) for r in planted)
+
+
+@pytest.mark.parametrize(("overlay", "model", "level"), [("planted", "planted", "aligned"),
+                                                         ("planted_mixed", "planted_mixed", "mixed")])
+def test_planted_overlays_are_10_generator_seeds_x_every_method(overlay, model, level):
+    config = load_config(ROOT / "config/config.yaml", ROOT / f"config/{overlay}.yaml")
+    runs = expand_runs(config)
+    assert {r.model for r in runs} == {model} and config["models"][model]["planted"]["level"] == level
+    assert {r.method for r in runs} == {"oracle", "dplase", "sefa", "ganspace", "voynov", "random", "coordinate"}
+    assert len(runs) == 7 * 10 and {r.model_seed for r in runs} == set(range(10))
 
 
 def test_ablation_config_is_walks_x_lambda_x_zeta_x_3_seeds_x_2_datasets():
@@ -252,10 +269,11 @@ def test_sweep_paths_and_job_parameters():
     run = sweep.runs[0]
     paths = {**sweep.job_inputs("evaluate_walks", run.run_id), **sweep.job_outputs("discover_directions", run.run_id)}
     assert paths["out"] == f"results/runs/{run.run_id}/directions.pt"
-    assert paths["generator"] == "results/" + PATHS["generator"].format(dataset="shapes", model="dcgan")
-    assert sweep.trained_generators() == [("dcgan", "shapes")] == sweep.job_keys("train_gan")
-    gan = sweep.job_kwargs("train_gan", ("dcgan", "shapes"))["gan"]
-    assert (gan["dataset"], gan["image_size"], gan["dataset_options"]) == ("shapes", 32, {})
+    assert paths["generator"] == "results/" + PATHS["generator"].format(dataset="shapes", model="dcgan", model_seed=0)
+    assert sweep.trained_generators() == [("dcgan", "shapes", 0)] == sweep.job_keys("train_gan")
+    job = sweep.job_kwargs("train_gan", ("dcgan", "shapes", 0))
+    gan = job["options"]
+    assert (job["family"], gan["dataset"], gan["image_size"], gan["dataset_options"]) == ("dcgan", "shapes", 32, {})
     assert gan["z_dim"] == 8
     discover = sweep.job_kwargs("discover_directions", run.run_id)
     assert (discover["method"], discover["config"], discover["seed"]) == (run.method, run.params, run.seed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import random
 import signal
 
 import numpy as np
@@ -38,7 +39,7 @@ def test_artifact_round_trip(tmp_path):
     ("content", "message"),
     [
         (b"", "not a readable dplase artifact"),
-        (os.urandom(512), "not a readable dplase artifact"),
+        (random.Random(0).randbytes(512), "not a readable dplase artifact"),
         (pickle.dumps(_Payload()), "not a readable dplase artifact"),
     ],
 )

@@ -416,10 +416,10 @@ def test_npz_mismatches_are_clear_errors(tmp_path):
 
 def test_unknown_dataset_name_lists_known_names():
     with pytest.raises(
-        ValueError, match="unknown dataset 'mnist'; known datasets: shapes, color_shapes, digits, folder"
+        ValueError, match="unknown dataset 'mnist'; known datasets: shapes, color_shapes, digits, folder, planted"
     ):
         load_dataset("mnist")
-    assert tuple(DATASETS) == ("shapes", "color_shapes", "digits", "folder")
+    assert tuple(DATASETS) == ("shapes", "color_shapes", "digits", "folder", "planted")
 
 
 @pytest.mark.parametrize("name", ["shapes", "color_shapes", "digits"])

@@ -25,7 +25,8 @@ GROUP_ROWS = {
     "fid": lambda m: m in ("fid", "fid_real_reference_size"),
     "density": lambda m: m in ("logp_drift", "abs_logp_drift", "norm_ratio", "outside_share"),
     "rca": lambda m: m == "rca",
-    "recovery": lambda m: m.startswith("recovery") or m == "null_leakage",
+    "recovery": lambda m: m.startswith("recovery") or m in ("null_leakage", "latent_dim"),
+    "exact": lambda m: m.startswith(("attr_exact", "predictor_", "attr_agreement")) or m.endswith("_exact"),
 }
 
 
@@ -41,8 +42,8 @@ def _key(row: Row) -> tuple:
 def test_registry_names_and_light_import() -> None:
     from dplase.cli.evaluate import METRIC_CHOICES
 
-    assert METRICS.names == ("attr", "disent", "fid", "density", "rca", "recovery") == METRIC_CHOICES
-    assert METRICS.where(needs_images=True) == ("attr", "fid")
+    assert METRICS.names == ("attr", "disent", "fid", "density", "rca", "recovery", "exact") == METRIC_CHOICES
+    assert METRICS.where(needs_images=True) == ("attr", "fid", "exact")
     for name in METRICS:
         assert callable(METRICS.load(name)), name
     assert EvalConfig().metrics == METRICS.names
@@ -58,7 +59,7 @@ def test_each_metric_alone_gives_only_its_rows_and_the_same_numbers(setup) -> No
     union: Counter = Counter()
     for name in METRICS:
         rows = evaluate(gen, directions, predictor, data, EvalConfig(metrics=(name,), **CONFIG))
-        if name == "recovery":  # a DCGAN has no planted directions to recover: no rows (see tests/test_planted.py)
+        if name in ("recovery", "exact"):  # a DCGAN has no planted truth: no rows (tests/test_planted*.py)
             assert rows == []
             continue
         assert rows and all(GROUP_ROWS[name](r["metric"]) for r in rows), name

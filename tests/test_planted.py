@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy.special import gamma
 
-from dplase.config import ConfigError, check_config, validate_config
+from dplase.config import ConfigError, check_config, prepare, validate_config
 from dplase.generators import load_generator
 from dplase.generators.planted import (
     DEFAULT_GAINS,
@@ -203,7 +203,7 @@ def test_recovery_metric_rows_through_evaluate(planted):
                     EvalConfig(metrics=("recovery",), n_samples=4, n_steps=3, progress=False))
     values = {(r["metric"], r.get("direction")): r["value"] for r in rows}
     assert values[("recovery", None)] == pytest.approx(1.0, abs=1e-6)
-    assert {m for m, _ in values} == {"recovery", "null_leakage", *(f"recovery.{f}" for f in FACTORS)}
+    assert {m for m, _ in values} == {"recovery", "null_leakage", "latent_dim", *(f"recovery.{f}" for f in FACTORS)}
     assert all(values[("null_leakage", j)] < 1e-3 for j in range(5))
 
 
@@ -216,12 +216,59 @@ def test_oracle_on_a_trained_gan_model_is_a_config_error():
     assert info.value.key == "sweeps[0].methods[1]"
 
 
-def test_a_planted_model_needs_its_checkpoint(tmp_path):
-    config = {"datasets": {"shapes": {"image_size": 32}}, "models": {"p": {"family": "planted"}},
-              "sweeps": [{"methods": ["oracle"]}]}
+def planted_config(**planted):
+    return {"datasets": {"planted": {"image_size": 32}}, "models": {"p": {"family": "planted", "planted": planted}},
+            "sweeps": [{"methods": ["oracle", "sefa"], "params": {"k": 3}}]}
+
+
+def test_a_planted_model_is_built_by_the_workflow_or_read_from_its_checkpoint(tmp_path):
+    config = planted_config()
     validate_config(config)
-    with pytest.raises(ConfigError, match="not trained by the workflow") as info:
-        check_config(config)
-    assert info.value.key == "models.p.checkpoint"
+    check_config(config)  # no checkpoint needed: the workflow builds it
+    sweep = prepare(config)
+    assert sweep.job_keys("train_gan") == [("p", "planted", 0)]
+    job = sweep.job_kwargs("train_gan", ("p", "planted", 0))
+    assert job["family"] == "planted" and job["options"]["image_size"] == 32 and job["options"]["seed"] == 0
+    config = planted_config()
     config["models"]["p"]["checkpoint"] = str(save_planted(tmp_path / "p.pt", image_size=32))
-    check_config(config)  # the oracle is fine on a planted checkpoint
+    validate_config(config)
+    check_config(config)  # the oracle is fine on a planted checkpoint too
+    assert prepare(config).job_keys("train_gan") == []
+
+
+def test_generator_seeds_fan_the_runs_out():
+    config = planted_config()
+    config["models"]["p"]["seeds"] = [0, 3, 5]
+    validate_config(config)
+    sweep = prepare(config)
+    assert [r.model_seed for r in sweep.runs] == [0, 0, 3, 3, 5, 5]
+    assert len({r.run_id for r in sweep.runs}) == 6  # the generator seed is part of the run's identity
+    assert sweep.job_keys("train_gan") == [("p", "planted", 0), ("p", "planted", 3), ("p", "planted", 5)]
+    run = sweep.runs[2]
+    assert sweep.run_paths(run)["generator"] == "results/generators/planted/p/seed3.pt"
+    assert run.labels()["model_seed"] == 3 and run.to_row()["model_seed"] == 3
+
+
+@pytest.mark.parametrize(("planted", "key", "message"), [
+    ({"factors": ["pos_x", "colour"]}, "models.p.planted.factors", "unknown planted factor"),
+    ({"z_dim": 4}, "models.p.planted.z_dim", "smaller than the 5 planted factors"),
+    ({"gains": [1.0, 1.0, -1.0, 1.0, 1.0]}, "models.p.planted.gains", "positive gain"),
+    ({"gains": [1.0, 2.0]}, "models.p.planted.gains", "one positive gain per planted factor"),
+    ({"level": "hard"}, "models.p.planted.level", "unknown planted level"),
+])
+def test_bad_planted_options_are_config_errors_naming_the_key(planted, key, message):
+    config = planted_config(**planted)
+    validate_config(config)
+    with pytest.raises(ConfigError, match=message) as info:
+        check_config(config)
+    assert info.value.key == key
+
+
+def test_a_planted_dataset_must_match_its_model():
+    config = planted_config(z_dim=12)
+    validate_config(config)
+    with pytest.raises(ConfigError, match="z_dim is 16, the model's 12") as info:
+        check_config(config)
+    assert info.value.key == "datasets.planted.options"
+    config["datasets"]["planted"]["options"] = {"z_dim": 12}
+    check_config(config)

@@ -23,6 +23,7 @@ from PIL import Image
 
 from dplase.config import load_config, prepare
 from dplase.plots import FIGURES
+from dplase.stages import STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -30,7 +31,7 @@ SNAKEMAKE = str(BIN / "snakemake")
 TEST_CONFIG = "config/test.yaml"
 #: metric group -> one metric name it must produce
 GROUP_METRICS = {"attr": "attr_top_share", "disent": "dci_disentanglement", "fid": "fid",
-                 "density": "abs_logp_drift", "rca": "rca"}
+                 "density": "abs_logp_drift", "rca": "rca", "recovery": "recovery", "exact": "attr_exact_top_share"}
 
 
 def make_workdir(path: Path) -> Path:
@@ -57,9 +58,9 @@ def expected_outputs(workdir: Path) -> list[Path]:
     """Every file the tiny config must produce (from the same sweep the workflow builds)."""
     sweep = prepare(load_config(ROOT / "config/config.yaml", ROOT / TEST_CONFIG))
     files = [sweep.path(name) for name in ("runs_table", "metrics", "all_losses")]
-    for model, dataset in sweep.trained_generators():
-        files += [sweep.path(n, model=model, dataset=dataset) for n in ("generator", "generator_grid",
-                                                                         "generator_losses")]
+    for model, dataset, model_seed in sweep.trained_generators():
+        files += [sweep.path(n, model=model, dataset=dataset, model_seed=model_seed)
+                  for n in ("generator", "generator_grid", "generator_losses")]
     files += [sweep.path("predictor", dataset=d) for d in sweep.datasets()]
     for run in sweep.runs:
         files += [sweep.path(n, run_id=run.run_id) for n in ("directions", "losses", "run_metrics", "traversal")]
@@ -89,10 +90,13 @@ def test_default_config_dag_has_every_rule(tmp_path):
     workdir = make_workdir(tmp_path / "wf")
     result = snakemake(workdir, "--dry-run", "--cores", "2")
     assert result.returncode == 0, result.stderr
-    runs = prepare(load_config(ROOT / "config/config.yaml")).runs
-    for rule, count in [("train_gan", 1), ("train_factor_predictor", 1), ("discover_directions", len(runs)),
-                        ("evaluate_walks", len(runs)), ("plot_traversals", len(runs)), ("collect_metrics", 1),
-                        ("collect_losses", 1), ("write_runs_table", 1), ("plot_figure", len(FIGURES))]:
+    sweep = prepare(load_config(ROOT / "config/config.yaml"))
+    runs, jobs = sweep.runs, {stage: len(sweep.job_keys(stage)) for stage in STAGES}
+    assert jobs["train_gan"] == 4 and jobs["train_factor_predictor"] == 2  # the GAN, 3 planted; shapes, planted
+    for rule, count in [("train_gan", 4), ("train_factor_predictor", 2), ("discover_directions", len(runs)),
+                        ("evaluate_walks", len(runs)), ("plot_traversals", jobs["plot_traversals"]),
+                        ("collect_metrics", 1), ("collect_losses", 1), ("write_runs_table", 1),
+                        ("plot_figure", len(FIGURES))]:
         assert re.search(rf"^{rule}\s+{count}\s*$", result.stdout, flags=re.MULTILINE), rule
     # GPU-heavy rules carry the resources a cluster profile places them with
     assert re.search(r"rule train_gan:.*?resources: [^\n]*gpu=0", result.stdout, flags=re.DOTALL)
@@ -130,7 +134,7 @@ def test_end_to_end_writes_every_expected_file(finished_run):
     missing = [str(p.relative_to(workdir)) for p in expected_outputs(workdir) if not p.is_file()]
     assert not missing
     for png in [*workdir.glob("results/figures/*.png"), *workdir.glob("results/runs/*/traversal.png"),
-                *workdir.glob("results/generators/*/*.png")]:
+                *workdir.glob("results/generators/*/*/*.png")]:
         assert_png(png)
     for pdf in workdir.glob("results/figures/*.pdf"):
         assert pdf.read_bytes()[:5] == b"%PDF-"
@@ -145,11 +149,16 @@ def test_end_to_end_metrics_cover_every_method_and_metric(finished_run):
     runs = pd.read_parquet(workdir / "results/runs.parquet")
     assert set(runs["run_id"]) == set(metrics["run_id"]) == {r.run_id for r in sweep.runs}
     methods = {r.method for r in sweep.runs}
-    assert methods == {"dplase", "sefa", "ganspace", "voynov", "random", "coordinate"}
-    for method in methods:
-        present = set(metrics.loc[metrics["method"] == method, "metric"])
-        for group in config["evaluation"]["metrics"]:
-            assert GROUP_METRICS[group] in present, (method, group)
+    assert methods == {"dplase", "sefa", "ganspace", "voynov", "random", "coordinate", "oracle"}
+    for run in sweep.runs:  # every metric group with rows for this generator family is present
+        present = set(metrics.loc[metrics["run_id"] == run.run_id, "metric"])
+        planted = run.model == "planted"
+        for group in run.evaluation.get("metrics") or config["evaluation"]["metrics"]:
+            if planted or group not in ("recovery", "exact"):
+                assert GROUP_METRICS[group] in present, (run.method, run.model, group)
+        assert planted or not present & {"recovery", "attr_exact_top_share"}, run.method
+    oracle = metrics.query("method == 'oracle' and metric == 'recovery'")["value"]
+    assert list(oracle) == pytest.approx([1.0])
     # the learned walk is evaluated for the DP-LaSE run trained with it
     assert "learned" in set(metrics.loc[metrics["method"] == "dplase", "walk"])
     losses = pd.read_parquet(workdir / "results/losses.parquet")
@@ -200,8 +209,9 @@ REPORT_PROBE = """<script>
   window.addEventListener("load", () => later(() => visit(0)));
 })();
 </script>"""
-REPORT_PATHS = [["1. Generators"], ["2. Traversals", "dplase"], ["3. Realism along walks"],
-                ["4. Density along walks"], ["5. Attribute change"], ["6. Density ablation"], ["7. Training curves"]]
+REPORT_PATHS = [["0. Planted ground truth"], ["1. Generators", "dcgan"], ["2. Traversals", "dplase"],
+                ["3. Realism along walks"], ["4. Density along walks"], ["5. Attribute change"],
+                ["6. Density ablation"], ["7. Training curves"]]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 

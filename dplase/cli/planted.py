@@ -34,7 +34,7 @@ def planted(ctx: click.Context, out: Path, seed: int, z_dim: int, image_size: st
 
     \b
     Example (the default: 16-d Gaussian latent, 64 px grayscale, five planted factors):
-      dplase planted --out results/generators/planted/planted-s0.pt --seed 0
+      dplase planted --out results/generators/planted/planted/seed0.pt --seed 0
     \b
     The hard level, in colour:
       dplase planted --out planted-mixed.pt --level mixed --channels 3 --image-size 32

@@ -27,6 +27,7 @@ def check_config(config: Mapping[str, Any]) -> None:
         where = f"sweeps[{i}]"
         _check_names(sweep.get("models"), config["models"], f"{where}.models", "model")
         _check_names(sweep.get("datasets"), config["datasets"], f"{where}.datasets", "dataset")
+        _check_options(sweep["evaluation"].get("options", {}), f"{where}.evaluation.options", opts.eval_options)
         for part in ("params", "grid"):
             for option, value in sweep[part].items():
                 for v in value if part == "grid" else [value]:
@@ -61,11 +62,44 @@ def _check_models(models: Mapping[str, Any]) -> None:
     for model_id, model in models.items():
         if model.get("checkpoint") and not Path(model["checkpoint"]).is_file():
             raise ConfigError(f"models.{model_id}.checkpoint", f"file {model['checkpoint']} does not exist")
-        if not model.get("checkpoint") and not families[model["family"]].get("trainable"):
+        made = (*families.where(trainable=True), *families.where(planted=True))
+        if not model.get("checkpoint") and model["family"] not in made:
             raise ConfigError(f"models.{model_id}.checkpoint",
-                              f"family '{model['family']}' is not trained by the workflow: give its checkpoint "
-                              f"(trainable families: {', '.join(families.where(trainable=True))})")
+                              f"family '{model['family']}' is not trained or planted by the workflow: give its "
+                              f"checkpoint (families the workflow makes: {', '.join(made)})")
         _check_options(model["train"], f"models.{model_id}.train", opts.gan_options, "not a GAN training option")
+        if model["family"] in families.where(planted=True) and not model.get("checkpoint"):
+            _check_planted(model_id, model["planted"])
+
+
+def _check_planted(model_id: str, planted: Mapping[str, Any]) -> None:
+    """A planted generator's options (unknown factors, z_dim below the factor count, gains that are not
+    positive, an unknown level), each a ConfigError naming the key."""
+    from dplase.generators.planted import DEFAULT_GAINS, PlantedConfigError, check_planted_config
+
+    factors = list(planted["factors"])
+    gains = planted.get("gains")
+    gains = list(gains) if gains is not None else list(DEFAULT_GAINS[: len(factors)])
+    try:
+        check_planted_config(int(planted["z_dim"]), factors, gains, planted["level"])
+    except PlantedConfigError as err:
+        raise ConfigError(f"models.{model_id}.planted.{err.option}", str(err)) from None
+
+
+#: options a `planted` dataset shares with a planted model's `planted` entry, with the dataset's defaults
+PLANTED_DATASET_OPTIONS = {"z_dim": 16, "gains": None, "prior": "gaussian", "channels": 1}
+
+
+def planted_dataset_mismatch(model: Mapping[str, Any], dataset: Mapping[str, Any]) -> str | None:
+    """Why a planted model and a `planted` dataset describe different image distributions (None if they
+    agree): the dataset's images stand in for real ones (FID reference, predictor, disentanglement codes).
+    Level and seed are free: under an isotropic prior the factors' distribution does not depend on them."""
+    options = dataset.get("options", {})
+    for option, default in PLANTED_DATASET_OPTIONS.items():
+        have, want = options.get(option, default), model["planted"].get(option, default)
+        if have != want:
+            return f"its {option} is {have!r}, the model's {want!r}"
+    return None
 
 
 def _check_options(options: Mapping[str, Any], key: str, known: Callable[[], set[str]],
@@ -125,6 +159,8 @@ def model_z_dim(model: Mapping[str, Any]) -> int | None:
             return int(generator_meta(model["checkpoint"])["arch"]["z_dim"])
         except Exception:  # an unreadable checkpoint is reported when the job loads it
             return None
+    if model.get("family") == "planted":
+        return int(model.get("planted", {}).get("z_dim", 16))
     return int(model.get("train", {}).get("z_dim", 16))
 
 
@@ -136,9 +172,9 @@ def _check_runs(config: Mapping[str, Any]) -> None:
     methods = registry("method")
     correcting = methods.where(fits_correction=True)
     planted = registry("generator family").where(planted=True)
-    seen: set[tuple[str, str, Any, str]] = set()
+    seen: set[tuple[str, str, str, Any, str]] = set()
     for run in expand_runs(config):
-        marker = (run.model, run.method, run.params.get("k"), run.walk)
+        marker = (run.model, run.dataset, run.method, run.params.get("k"), run.walk)
         if marker in seen:
             continue
         seen.add(marker)
@@ -150,6 +186,12 @@ def _check_runs(config: Mapping[str, Any]) -> None:
             raise ConfigError(_method_key(config, run),
                               f"method '{run.method}' needs a generator with planted directions (family "
                               f"{', '.join(planted)}); model '{run.model}' is family '{families[run.model]}'")
+        dataset = config["datasets"][run.dataset]
+        if families[run.model] in planted and (dataset.get("name") or run.dataset) == "planted":
+            why = planted_dataset_mismatch(config["models"][run.model], dataset)
+            if why:
+                raise ConfigError(f"datasets.{run.dataset}.options", f"planted dataset '{run.dataset}' does not "
+                                  f"match planted model '{run.model}': {why}")
         k = run.params.get("k")
         k = k if k is not None else opts.method_default(run.method, "k")
         z_dim = z_dims.get(run.model)

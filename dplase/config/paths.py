@@ -6,9 +6,9 @@ from typing import Any
 
 #: result path templates (relative to the results root); the Snakemake rules and the launcher use the same
 PATHS = {
-    "generator": "generators/{dataset}/{model}.pt",
-    "generator_grid": "generators/{dataset}/{model}.png",
-    "generator_losses": "generators/{dataset}/{model}.losses.parquet",
+    "generator": "generators/{dataset}/{model}/seed{model_seed}.pt",
+    "generator_grid": "generators/{dataset}/{model}/seed{model_seed}.png",
+    "generator_losses": "generators/{dataset}/{model}/seed{model_seed}.losses.parquet",
     "predictor": "predictors/{dataset}.pt",
     "directions": "runs/{run_id}/directions.pt",
     "losses": "runs/{run_id}/losses.parquet",

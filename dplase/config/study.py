@@ -18,8 +18,8 @@ from dplase.config.paths import PATHS, result_path
 from dplase.config.runs import Run, expand_runs
 from dplase.stages import STAGES
 
-#: a job of a stage: a run id, a (model, dataset) pair, a dataset id, or None (the whole study)
-JobKey = str | tuple[str, str] | None
+#: a job of a stage: a run id, a (model, dataset, model seed) generator, a dataset id, or None (the whole study)
+JobKey = str | tuple[str, str, int] | None
 
 
 @dataclass
@@ -44,27 +44,31 @@ class Sweep:
         """A result path from `PATHS` under the results root."""
         return result_path(self.root, name, **fields)
 
-    def generator_path(self, model: str, dataset: str) -> str:
-        """The generator a run uses: the model's pretrained checkpoint, or the one the workflow trains."""
+    def generator_path(self, model: str, dataset: str, model_seed: int) -> str:
+        """The generator a run uses: the model's pretrained checkpoint, or the one the workflow trains (or
+        plants) for this seed."""
         checkpoint = self.config["models"][model].get("checkpoint")
-        return checkpoint or self.path("generator", model=model, dataset=dataset)
+        return checkpoint or self.path("generator", model=model, dataset=dataset, model_seed=model_seed)
 
     def run_paths(self, run: Run | str) -> dict[str, str]:
         """Every file of one run by path key (its generator and predictor included)."""
         run = self.run(run) if isinstance(run, str) else run
-        fields = {"run_id": run.run_id, "model": run.model, "dataset": run.dataset}
+        fields = {"run_id": run.run_id, "model": run.model, "dataset": run.dataset, "model_seed": run.model_seed}
         names = ("directions", "losses", "run_metrics", "traversal", "generator", "predictor")
         return {name: self.file(name, **fields) for name in names}
 
     def traversal_runs(self) -> list[Run]:
-        """Runs that get a traversal grid (all, or those whose seed is in the config's traversal.seeds)."""
-        seeds = self.config["traversal"].get("seeds")
-        return [r for r in self.runs if seeds is None or r.seed in seeds]
+        """Runs that get a traversal grid (all, or those whose seed and generator seed are in the config's
+        traversal.seeds and traversal.model_seeds)."""
+        seeds, model_seeds = self.config["traversal"].get("seeds"), self.config["traversal"].get("model_seeds")
+        return [r for r in self.runs if (seeds is None or r.seed in seeds)
+                and (model_seeds is None or r.model_seed in model_seeds)]
 
-    def trained_generators(self) -> list[tuple[str, str]]:
-        """(model, dataset) pairs whose generator the workflow trains, in run order."""
-        pairs = {(r.model, r.dataset): None for r in self.runs if not self.config["models"][r.model].get("checkpoint")}
-        return list(pairs)
+    def trained_generators(self) -> list[tuple[str, str, int]]:
+        """(model, dataset, model seed) of each generator the workflow trains or plants, in run order."""
+        models = self.config["models"]
+        keys = {(r.model, r.dataset, r.model_seed): None for r in self.runs if not models[r.model].get("checkpoint")}
+        return list(keys)
 
     def datasets(self) -> list[str]:
         """Datasets the runs use (each needs a factor predictor)."""
@@ -87,12 +91,12 @@ class Sweep:
     def _fields(self, stage: str, key: JobKey) -> dict[str, Any]:
         per = STAGES[stage]["per"]
         if per == "generator":
-            return dict(zip(("model", "dataset"), key, strict=True))
+            return dict(zip(("model", "dataset", "model_seed"), key, strict=True))
         if per == "dataset":
             return {"dataset": key}
         if per == "run":
             run = self.run(key)
-            return {"run_id": run.run_id, "model": run.model, "dataset": run.dataset}
+            return {"run_id": run.run_id, "model": run.model, "dataset": run.dataset, "model_seed": run.model_seed}
         return {}
 
     def file(self, name: str, **fields: Any) -> str | list[str]:
@@ -100,11 +104,11 @@ class Sweep:
         the study (the runs' files, or the trained generators')."""
         template = PATHS[name]
         if name == "generator" and "model" in fields:
-            return self.generator_path(fields["model"], fields["dataset"])
+            return self.generator_path(fields["model"], fields["dataset"], fields["model_seed"])
         if "{run_id}" in template and "run_id" not in fields:
             return [self.path(name, run_id=r.run_id) for r in self.runs]
         if "{model}" in template and "model" not in fields:
-            return [self.path(name, model=m, dataset=d) for m, d in self.trained_generators()]
+            return [self.path(name, model=m, dataset=d, model_seed=s) for m, d, s in self.trained_generators()]
         used = {k: v for k, v in fields.items() if "{" + k + "}" in template}
         return self.path(name, **used)
 
@@ -124,12 +128,15 @@ class Sweep:
         """The JSON-able keyword arguments of one job besides its input and output paths."""
         return getattr(self, f"_{stage}_kwargs")(key)
 
-    def _train_gan_kwargs(self, key: tuple[str, str]) -> dict[str, Any]:
-        model, dataset = key
-        data = self.dataset_spec(dataset)
-        gan = {**self.config["models"][model]["train"], "dataset": data["name"], "image_size": data["image_size"],
+    def _train_gan_kwargs(self, key: tuple[str, str, int]) -> dict[str, Any]:
+        model, dataset, model_seed = key
+        data, entry = self.dataset_spec(dataset), self.config["models"][model]
+        if entry["family"] == "planted":
+            options = {**entry["planted"], "seed": int(model_seed), "image_size": data["image_size"]}
+            return {"family": "planted", "options": options, "name": model, "device": self.config["device"]}
+        gan = {**entry["train"], "seed": int(model_seed), "dataset": data["name"], "image_size": data["image_size"],
                "dataset_options": data["options"], "checkpoint_every": int(self.config["checkpoint_every"])}
-        return {"gan": gan, "device": self.config["device"]}
+        return {"family": entry["family"], "options": gan, "name": model, "device": self.config["device"]}
 
     def _train_factor_predictor_kwargs(self, dataset: str) -> dict[str, Any]:
         data, predictor = self.dataset_spec(dataset), self.config["predictor"]
@@ -149,8 +156,11 @@ class Sweep:
     def _evaluate_walks_kwargs(self, run_id: str) -> dict[str, Any]:
         run, evaluation = self.run(run_id), self.config["evaluation"]
         fields = {k: evaluation[k] for k in ("metrics", "n_samples", "seed", "extractor", "inception_weights")}
-        return {"evaluation": {**fields, **evaluation["options"]}, "run_id": run.run_id, "model": run.model,
-                "dataset": run.dataset, "params": dict(run.params), "device": self.config["device"]}
+        fields["metrics"] = run.evaluation.get("metrics") or fields["metrics"]
+        options = {**evaluation["options"], **run.evaluation.get("options", {})}
+        return {"evaluation": {**fields, **options}, "run_id": run.run_id, "model": run.model,
+                "model_seed": run.model_seed, "dataset": run.dataset, "params": dict(run.params),
+                "device": self.config["device"]}
 
     def _plot_traversals_kwargs(self, run_id: str) -> dict[str, Any]:
         traversal = self.config["traversal"]
@@ -164,7 +174,8 @@ class Sweep:
         return {}
 
     def _collect_losses_kwargs(self, key: None) -> dict[str, Any]:
-        return {"generator_labels": [{"model": m, "dataset": d} for m, d in self.trained_generators()]}
+        return {"generator_labels": [{"model": m, "dataset": d, "model_seed": s}
+                                     for m, d, s in self.trained_generators()]}
 
     # ------------------------------------------------------------------------------------------ helpers
 
@@ -182,7 +193,7 @@ class Sweep:
         """Labels of a run's entries in the HTML report."""
         run = self.run(run_id)
         labels = {"run": run.run_id, "dataset": run.dataset, "model": run.model, "walk": run.walk,
-                  "seed": str(run.seed)}
+                  "seed": str(run.seed), "model seed": str(run.model_seed)}
         for key in ("k", "lambda", "zeta"):
             if key in run.params:
                 labels[key] = str(run.params[key])

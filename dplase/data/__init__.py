@@ -5,6 +5,9 @@
 - ``digits``: scikit-learn's bundled 8x8 digits, upscaled; factor: class.
 - ``folder``: external images (folder of PNG/JPEG or .npz) plus a CSV/Parquet factors table
   (options ``path=``, ``factors=``).
+- ``planted``: images of a planted generator (`dplase.generators.planted`) at seeded prior latents, with the
+  exact factors (options ``z_dim=``, ``level=``, ``gains=``, ``prior=``, ``channels=``, ``generator_seed=``,
+  ``size=``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ DATASETS = Registry("dataset", {
     "color_shapes": "dplase.data.shapes:ColorShapesDataset",
     "digits": "dplase.data.digits:DigitsDataset",
     "folder": "dplase.data.folder:FolderDataset",
+    "planted": "dplase.data.planted:PlantedDataset",
 })
 
 

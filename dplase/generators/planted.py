@@ -88,19 +88,30 @@ def row_repeats(gains: Sequence[float]) -> torch.Tensor:
     return torch.nn.functional.one_hot(torch.tensor(rows), len(gains)).float()
 
 
+class PlantedConfigError(ValueError):
+    """A planted generator that cannot exist; ``option`` names the offending option."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(message)
+        self.option = option
+
+
 def check_planted_config(z_dim: int, factors: Sequence[str], gains: Sequence[float], level: str) -> None:
-    """Clear errors for a planted generator that cannot exist."""
+    """Clear errors (`PlantedConfigError`, naming the option) for a planted generator that cannot exist."""
     unknown = [f for f in factors if f not in FACTORS]
     if unknown:
-        raise ValueError(f"unknown planted factor(s) {', '.join(unknown)}; choose from {', '.join(FACTORS)}")
+        raise PlantedConfigError("factors", f"unknown planted factor(s) {', '.join(map(str, unknown))}; "
+                                            f"choose from {', '.join(FACTORS)}")
     if len(set(factors)) != len(factors) or not factors:
-        raise ValueError(f"planted factors must be distinct and at least one, got {list(factors)}")
+        raise PlantedConfigError("factors", f"planted factors must be distinct and at least one, got {list(factors)}")
     if z_dim < len(factors):
-        raise ValueError(f"z_dim={z_dim} is smaller than the {len(factors)} planted factors")
-    if len(gains) != len(factors) or not all(g > 0 and math.isfinite(g) for g in gains):
-        raise ValueError(f"need one positive gain per planted factor ({len(factors)}), got {list(gains)}")
+        raise PlantedConfigError("z_dim", f"z_dim={z_dim} is smaller than the {len(factors)} planted factors")
+    if len(gains) != len(factors) or not all(isinstance(g, int | float) and g > 0 and math.isfinite(g)
+                                             for g in gains):
+        raise PlantedConfigError("gains", f"need one positive gain per planted factor ({len(factors)}), "
+                                          f"got {list(gains)}")
     if level not in LEVELS:
-        raise ValueError(f"unknown planted level '{level}'; choose one of {', '.join(LEVELS)}")
+        raise PlantedConfigError("level", f"unknown planted level '{level}'; choose one of {', '.join(LEVELS)}")
 
 
 class PlantedGenerator(nn.Module):

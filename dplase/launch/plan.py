@@ -28,7 +28,7 @@ class Task:
     """One job: ``function(**kwargs)`` run in ``workdir``, writing ``outputs`` from ``inputs``."""
 
     stage: str
-    key: str  # what the task is about: a run id, or "dataset/model", or a dataset
+    key: str  # what the task is about: a run id, or "dataset/model/seedS", or a dataset
     function: str  # "module:function"
     kwargs: dict[str, Any]
     inputs: tuple[str, ...]
@@ -63,7 +63,7 @@ def _task(sweep: Sweep, stage: str, key, workdir: str) -> Task:
     kwargs = job_arguments(stage, {**inputs, **outputs}, sweep.job_kwargs(stage, key))
     res = resources(stage, sweep.config)
     flat_inputs = tuple(p for v in inputs.values() for p in ([v] if isinstance(v, str) else v))
-    name = key if isinstance(key, str) else "/".join(reversed(key)) if key else stage
+    name = key if isinstance(key, str) else f"{key[1]}/{key[0]}/seed{key[2]}" if key else stage
     return Task(stage, name, STAGES[stage].target, kwargs, flat_inputs, tuple(outputs.values()), workdir,
                 threads=res["threads"], mem_mb=res["mem_mb"], runtime_min=res["runtime"], gpu=STAGES[stage]["gpu"])
 

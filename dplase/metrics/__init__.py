@@ -10,6 +10,7 @@ Snakemake parse time, so nothing here imports torch or sklearn). Submodules (imp
 - density: log-density drift, norm ratio and out-of-typical-set share along walks;
 - rca: reconstructor classification accuracy;
 - recovery: matching of the directions to a generator's planted directions (planted generators only);
+- exact: exact attribute change, predictor agreement and the disentanglement ceiling (planted generators only);
 - evaluate: the orchestrator: one walk/image loop feeding the image metrics, then each requested metric's rows.
 
 Adding a metric is one new file plus one line here. A target is either a function ``EvalContext -> rows`` or,
@@ -26,6 +27,7 @@ METRICS = Registry("metric", {
     "density": ("dplase.metrics.density:density_metric", {"needs_images": False}),
     "rca": ("dplase.metrics.rca:rca_metric", {"needs_images": False}),
     "recovery": ("dplase.metrics.recovery:recovery_metric", {"needs_images": False}),
+    "exact": ("dplase.metrics.exact:ExactAttributeChange", {"needs_images": True}),
 })
 
 __all__ = ["METRICS"]

@@ -5,6 +5,7 @@
   assignment, `scipy.optimize.linear_sum_assignment`) on |cos|; the value is the mean matched |cos| over the
   min(K, F) pairs, and ``recovery.<factor>`` the matched |cos| of each planted factor (0 for a factor left
   unmatched when K < F). 1 means every factor's direction was found exactly (up to sign).
+- ``latent_dim``: the generator's z_dim (what the random references below depend on).
 - ``null_leakage`` per direction: the norm of its projection onto the null subspace (the orthogonal
   complement of the planted span), sqrt(1 - sum_f cos^2); 0 means the direction lies in the planted span.
 
@@ -63,4 +64,6 @@ def recovery_metric(ctx: EvalContext) -> list[Row]:
              for f, name in enumerate(generator.factor_names)]
     rows += [{"direction": j, "metric": "null_leakage", "value": float(scores["null_leakage"][j]), "n_samples": 1}
              for j in range(k)]
+    # the latent size, so that tables and figures can state what random directions would score
+    rows.append({"metric": "latent_dim", "value": float(generator.z_dim), "n_samples": 1})
     return rows

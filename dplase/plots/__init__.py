@@ -33,6 +33,8 @@ FIGURES = Registry("figure", {
                   "uses_ablation_metrics": True}),
     "loss_curves": ("dplase.plots.figures:loss_curves",
                     {"table": "losses", "caption": "loss_curves.rst", "category": "7. Training curves"}),
+    "recovery": ("dplase.plots.recovery:recovery",
+                 {"table": "metrics", "caption": "recovery.rst", "category": "0. Planted ground truth"}),
 })
 #: the tables figures read (the ``table`` info of `FIGURES`)
 TABLES = ("metrics", "losses")

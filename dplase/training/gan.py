@@ -224,6 +224,7 @@ def train_gan(
     progress: bool = True,
     dataset: Any = None,
     on_step: Callable[[int], None] | None = None,
+    name: str | None = None,
 ) -> Path:
     """Train (or resume training) a DCGAN and write the EMA generator to ``out`` with its grid and losses.
 
@@ -264,7 +265,7 @@ def train_gan(
     meta = {"dataset": config.dataset, "dataset_options": config.dataset_options, "dataset_config": dataset_config,
             "image_size": config.image_size, "seed": config.seed, "steps": config.steps,
             "package_version": __version__, "config": config.to_dict(), "config_hash": config.hash(),
-            "name": paths["out"].stem, "trainer": "dplase.training.gan (non-saturating + lazy R1, EMA)"}
+            "name": name or paths["out"].stem, "trainer": "dplase.training.gan (non-saturating + lazy R1, EMA)"}
     save_generator(paths["out"], trainer.ema, "dcgan", trainer.arch, trainer.prior.to_config(), meta)
     adapter = load_generator(paths["out"])  # the grid comes from the saved file, as every user will see it
     images = adapter.generate(adapter.sample_latents(64, config.seed + GRID_SEED_OFFSET))

@@ -23,6 +23,7 @@ SWEEP = dplase_config.prepare(config)
 wildcard_constraints:
     dataset="[A-Za-z0-9_]+",
     model="[A-Za-z0-9_]+",
+    model_seed="[0-9]+",
     run_id="[a-z0-9]+-[0-9a-f]{10}",
 
 
@@ -30,7 +31,7 @@ def job_key(stage, wildcards):
     """What the job of ``stage`` that the wildcards name is about (see dplase.config.study.JobKey)."""
     per = STAGES[stage]["per"]
     if per == "generator":
-        return (wildcards.model, wildcards.dataset)
+        return (wildcards.model, wildcards.dataset, int(wildcards.model_seed))
     if per == "dataset":
         return wildcards.dataset
     if per == "run":
@@ -86,7 +87,7 @@ def final_targets(wildcards):
         SWEEP.path("traversal", run_id=key) for key in SWEEP.job_keys("plot_traversals")
     ]
     targets += [
-        SWEEP.path("generator_grid", model=m, dataset=d)
-        for m, d in SWEEP.job_keys("train_gan")
+        SWEEP.path("generator_grid", model=m, dataset=d, model_seed=s)
+        for m, d, s in SWEEP.job_keys("train_gan")
     ]
     return targets

@@ -1,4 +1,5 @@
-# The models every run needs: a GAN per model x dataset, and a factor predictor per dataset.
+# The models every run needs: a generator per model x dataset x generator seed (trained, or planted: built from
+# its config), and a factor predictor per dataset.
 
 
 rule train_gan:
@@ -8,13 +9,18 @@ rule train_gan:
             stage_output("train_gan", "grid"),
             caption="../report/gan_samples.rst",
             category="1. Generators",
-            labels={"dataset": "{dataset}", "model": "{model}"},
+            subcategory="{model}",
+            labels={
+                "dataset": "{dataset}",
+                "model": "{model}",
+                "model seed": "{model_seed}",
+            },
         ),
         losses=stage_output("train_gan", "losses"),
     log:
-        "results/logs/train_gan/{dataset}/{model}.log",
+        "results/logs/train_gan/{dataset}/{model}/seed{model_seed}.log",
     benchmark:
-        "results/benchmarks/train_gan/{dataset}/{model}.tsv"
+        "results/benchmarks/train_gan/{dataset}/{model}/seed{model_seed}.tsv"
     retries: config["retries"]
     conda:
         "../envs/dplase.yaml"
