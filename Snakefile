@@ -16,6 +16,7 @@
 #   results/runs.parquet                                  run id -> model, dataset, method, parameters
 #   results/metrics.parquet                               every metric of every run: the source of all figures
 #   results/losses.parquet                                every loss curve (GANs and trained methods)
+#   results/comparison.md (.csv, _paired.csv)             methods compared: means, CIs, paired differences
 #   results/figures/{figure}.png and .pdf                 figures
 #   results/logs/{rule}/...  results/benchmarks/{rule}/...  one log and one timing file per job
 

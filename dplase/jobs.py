@@ -198,6 +198,17 @@ def collect_losses_job(
     return write_losses(loss_frame(frame), out)
 
 
+def compare_job(*, metrics: str | os.PathLike, out: str | os.PathLike, reference: str = "dplase (norm)",
+                seed: int = 0) -> Path:
+    """The method comparison of a results table: ``out`` (comparison.md) and, beside it, comparison.csv and
+    comparison_paired.csv (`dplase.compare.write_comparison`); a study without the reference variant gets
+    the table without paired differences."""
+    from dplase.compare import write_comparison
+
+    write_comparison(metrics, Path(out).parent, reference=reference, seed=seed, strict=False)
+    return Path(out)
+
+
 def write_runs_table_job(*, rows: Sequence[Mapping[str, Any]], out: str | os.PathLike) -> Path:
     """Write results/runs.parquet from the runs' rows (`dplase.config.Run.to_row`)."""
     from dplase.results import write_runs_table

@@ -50,6 +50,10 @@ STAGES = Registry("stage", {
         "per": "study", "inputs": {"run_losses": "losses", "generator_losses": "generator_losses"},
         "outputs": {"out": "all_losses"}, "threads": 1, "gpu": False, "mem_mb": 4000, "runtime": 30,
         "local": True}),
+    "compare_methods": ("dplase.jobs:compare_job", {
+        "per": "study", "inputs": {"metrics": "metrics"}, "outputs": {"out": "comparison_md"},
+        "side_outputs": {"table": "comparison", "paired": "comparison_paired"},
+        "threads": 1, "gpu": False, "mem_mb": 2000, "runtime": 10, "local": True}),
 })
 #: inputs that order a stage after another without being an argument of its job
 ORDER_ONLY_INPUTS = {"collect_metrics": ("runs",)}

@@ -314,3 +314,33 @@ def test_config_spellings_become_config_class_fields():
     kwargs = sweep.job_kwargs("discover_directions", sweep.runs[0].run_id)["config"]
     assert kwargs == {"k": 3, "lam": 0.5}
     assert sweep.runs[0].to_row()["lambda"] == 0.5
+
+
+def test_replicates_get_their_own_evaluation_draws_and_methods_of_one_replicate_share_them():
+    """A replicate is (generator seed, run seed): its evaluation seed differs from every other replicate's and is
+    the same for every method in it (paired comparisons); replicate (0, 0) keeps evaluation.seed itself."""
+    config = base_config()
+    config["models"]["dcgan"]["seeds"] = [0, 1]
+    config["sweeps"][0]["seeds"] = [0, 1, 2]
+    config["evaluation"] = {"seed": 5}
+    sweep = prepare(checked(config))
+    seeds = {}
+    for run in sweep.runs:
+        seeds.setdefault((run.model_seed, run.seed), set()).add(
+            sweep.job_kwargs("evaluate_walks", run.run_id)["evaluation"]["seed"])
+    assert len(seeds) == 6 and all(len(s) == 1 for s in seeds.values())  # one seed per replicate, all methods
+    assert len({next(iter(s)) for s in seeds.values()}) == 6  # independent replicates
+    assert seeds[(0, 0)] == {5}
+    assert prepare(checked(config)).job_kwargs("evaluate_walks", sweep.runs[3].run_id) == \
+        sweep.job_kwargs("evaluate_walks", sweep.runs[3].run_id)  # the same config, the same draws
+
+
+def test_replicate_seed_is_the_documented_formula_and_refuses_negative_seeds():
+    from dplase.seeds import MODEL_SEED_STRIDE, RUN_SEED_STRIDE, replicate_seed
+
+    assert replicate_seed(3, 2, 1) == 3 + 2 * MODEL_SEED_STRIDE + RUN_SEED_STRIDE
+    # the evaluation adds offsets 0..6 to its seed: replicates never share a stream
+    streams = {replicate_seed(0, m, r) + offset for m in range(10) for r in range(10) for offset in range(7)}
+    assert len(streams) == 10 * 10 * 7
+    with pytest.raises(ValueError, match=">= 0"):
+        replicate_seed(0, -1, 0)

@@ -19,6 +19,7 @@ COMMANDS = {
     "plot": "dplase.cli.plot:plot",
     "sweep": "dplase.cli.launch:sweep",
     "planted": "dplase.cli.planted:planted",
+    "compare": "dplase.cli.compare:compare",
 }
 
 

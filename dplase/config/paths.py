@@ -17,6 +17,9 @@ PATHS = {
     "runs_table": "runs.parquet",
     "metrics": "metrics.parquet",
     "all_losses": "losses.parquet",
+    "comparison_md": "comparison.md",
+    "comparison": "comparison.csv",
+    "comparison_paired": "comparison_paired.csv",
     "figure": "figures/{figure}.{ext}",
 }
 

@@ -16,6 +16,7 @@ from dplase.config.checks import check_config
 from dplase.config.loading import read_configs, validate_config
 from dplase.config.paths import PATHS, result_path
 from dplase.config.runs import Run, expand_runs
+from dplase.seeds import replicate_seed
 from dplase.stages import STAGES
 
 #: a job of a stage: a run id, a (model, dataset, model seed) generator, a dataset id, or None (the whole study)
@@ -157,6 +158,8 @@ class Sweep:
         run, evaluation = self.run(run_id), self.config["evaluation"]
         fields = {k: evaluation[k] for k in ("metrics", "n_samples", "seed", "extractor", "inception_weights")}
         fields["metrics"] = run.evaluation.get("metrics") or fields["metrics"]
+        # every replicate its own draws, every method of a replicate the same ones (dplase.seeds)
+        fields["seed"] = replicate_seed(int(evaluation["seed"]), run.model_seed, run.seed)
         options = {**evaluation["options"], **run.evaluation.get("options", {})}
         return {"evaluation": {**fields, **options}, "run_id": run.run_id, "model": run.model,
                 "model_seed": run.model_seed, "dataset": run.dataset, "params": dict(run.params),
@@ -172,6 +175,10 @@ class Sweep:
 
     def _collect_metrics_kwargs(self, key: None) -> dict[str, Any]:
         return {}
+
+    def _compare_methods_kwargs(self, key: None) -> dict[str, Any]:
+        comparison = self.config["comparison"]
+        return {"reference": str(comparison["reference"]), "seed": int(comparison["seed"])}
 
     def _collect_losses_kwargs(self, key: None) -> dict[str, Any]:
         return {"generator_labels": [{"model": m, "dataset": d, "model_seed": s}

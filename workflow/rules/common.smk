@@ -77,7 +77,10 @@ def run_of(wildcards):
 
 def final_targets(wildcards):
     """Everything `snakemake` builds by default: tables, figures, traversal grids, GAN sample grids."""
-    targets = [SWEEP.path(name) for name in ("runs_table", "metrics", "all_losses")]
+    targets = [
+        SWEEP.path(name)
+        for name in ("runs_table", "metrics", "all_losses", "comparison_md")
+    ]
     targets += [
         SWEEP.path("figure", figure=name, ext=ext)
         for name in FIGURES

@@ -81,3 +81,26 @@ rule collect_losses:
         job=stage_params("collect_losses"),
     script:
         "../scripts/run_job.py"
+
+
+rule compare_methods:
+    input:
+        unpack(stage_inputs("compare_methods")),
+    output:
+        out=stage_output("compare_methods", "out"),
+        table=stage_output("compare_methods", "table"),
+        paired=stage_output("compare_methods", "paired"),
+    log:
+        "results/logs/compare_methods.log",
+    benchmark:
+        "results/benchmarks/compare_methods.tsv"
+    localrule: STAGES["compare_methods"]["local"]
+    conda:
+        "../envs/dplase.yaml"
+    threads: STAGES["compare_methods"]["threads"]
+    resources:
+        **stage_resources("compare_methods"),
+    params:
+        job=stage_params("compare_methods"),
+    script:
+        "../scripts/run_job.py"
