@@ -31,9 +31,11 @@ from dplase.results import read_results
 
 DEFAULT_REFERENCE = "dplase (norm)"
 #: the metrics comparison.md shows where the frame has them (comparison.csv has every summary metric)
-HEADLINE_METRICS = ("attr_top_share", "attr_exact_top_share", "mig", "dci_disentanglement", "recovery",
-                    "mig_exact", "fid@max_step", "abs_logp_drift@max_step")
+HEADLINE_METRICS = ("attr_top_share", "attr_exact_top_share", "mig", "dci_disentanglement", "encoder_r2",
+                    "recovery", "mig_exact", "fid@max_step", "abs_logp_drift@max_step")
 MAX_STEP_SUFFIX = "@max_step"
+#: a mean held-out code-encoder R² below this flags the variant's MIG/DCI in comparison.md
+ENCODER_R2_FLAG = 0.5
 N_BOOT = 10_000
 
 
@@ -242,6 +244,7 @@ def comparison_markdown(table: pd.DataFrame, paired: pd.DataFrame, reference: st
             variants = sorted(here["variant"].unique(), key=lambda v: (v != reference, v))
             lines += [f"## {dataset} / {model} — eval walk: {walk or '–'}", ""]
             lines += [*_grid(here, names, _mean_cell, variants), ""]
+            lines += poor_encoder_note(here)
             if pair_part.empty:
                 lines += [f"_no paired differences: reference '{reference}' absent_", ""]
                 continue
@@ -249,6 +252,18 @@ def comparison_markdown(table: pd.DataFrame, paired: pd.DataFrame, reference: st
             lines += [f"Paired differences vs {reference}:", ""]
             lines += [*_grid(diffs, names, _diff_cell, [v for v in variants if v != reference]), ""]
     return "\n".join(lines)
+
+
+def poor_encoder_note(table: pd.DataFrame, threshold: float = ENCODER_R2_FLAG) -> list[str]:
+    """A flag line for the variants whose code encoder fits poorly (mean held-out ``encoder_r2`` below
+    ``threshold``): their MIG/DCI rest on codes that are mostly noise ([] when none does)."""
+    fit = table[table["metric"] == "encoder_r2"]
+    poor = fit[fit["mean"] < threshold]
+    if poor.empty:
+        return []
+    listed = ", ".join(f"{v} ({m:.2f})" for v, m in zip(poor["variant"], poor["mean"], strict=True))
+    return [f"**Flag:** the code encoder fits poorly (held-out encoder_r2 < {threshold}) for {listed}: their "
+            f"mig / dci_* come from codes that are mostly noise.", ""]
 
 
 def known_variants(metrics: pd.DataFrame) -> list[str]:

@@ -8,14 +8,14 @@
 - **A replicate** is one (generator seed, run seed) pair: the ``model_seed`` and ``seed`` columns.
 - **Evaluation seed** of a run: `replicate_seed` of the config's ``evaluation.seed`` and the run's replicate.
   Every random draw of the evaluation derives from it (start latents: seed; real images: seed + 2; code
-  encoder: seed + 3; RCA: seed + 4 and + 5; exact-factor references: seed + 6), so replicates are independent,
-  while the methods of one replicate share every draw (paired comparisons). Replicate (0, 0) evaluates with
-  ``evaluation.seed`` itself.
+  encoder: seed + 3, its held-out fit: seed + 7; RCA: seed + 4 and + 5; exact-factor references: seed + 6),
+  so replicates are independent, while the methods of one replicate share every draw (paired comparisons).
+  Replicate (0, 0) evaluates with ``evaluation.seed`` itself.
 """
 
 from __future__ import annotations
 
-#: multipliers of the replicate's seeds: far apart, and far above the evaluation's own offsets (0..6)
+#: multipliers of the replicate's seeds: far apart, and far above the evaluation's own offsets (0..7)
 RUN_SEED_STRIDE = 7_919
 MODEL_SEED_STRIDE = 104_729
 

@@ -186,3 +186,11 @@ def test_the_workflow_job_writes_the_tables_without_the_reference(frame, tmp_pat
     out = compare_job(metrics=path, out=tmp_path / "comparison.md")
     assert "reference 'dplase (norm)' absent" in out.read_text()
     assert len(pd.read_csv(tmp_path / "comparison.csv")) > 0
+
+
+def test_a_poorly_fitting_code_encoder_is_flagged():
+    table = pd.DataFrame({"metric": ["encoder_r2", "encoder_r2", "mig"], "variant": ["sefa", "dplase", "sefa"],
+                          "mean": [0.31, 0.9, 0.2]})
+    note = compare.poor_encoder_note(table)
+    assert len(note) == 2 and "sefa (0.31)" in note[0] and "dplase" not in note[0]
+    assert compare.poor_encoder_note(table[table["variant"] == "dplase"]) == []

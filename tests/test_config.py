@@ -339,8 +339,8 @@ def test_replicate_seed_is_the_documented_formula_and_refuses_negative_seeds():
     from dplase.seeds import MODEL_SEED_STRIDE, RUN_SEED_STRIDE, replicate_seed
 
     assert replicate_seed(3, 2, 1) == 3 + 2 * MODEL_SEED_STRIDE + RUN_SEED_STRIDE
-    # the evaluation adds offsets 0..6 to its seed: replicates never share a stream
-    streams = {replicate_seed(0, m, r) + offset for m in range(10) for r in range(10) for offset in range(7)}
-    assert len(streams) == 10 * 10 * 7
+    # the evaluation adds offsets 0..7 to its seed: replicates never share a stream
+    streams = {replicate_seed(0, m, r) + offset for m in range(10) for r in range(10) for offset in range(8)}
+    assert len(streams) == 10 * 10 * 8
     with pytest.raises(ValueError, match=">= 0"):
         replicate_seed(0, -1, 0)

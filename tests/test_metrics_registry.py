@@ -21,7 +21,7 @@ CONFIG = {"n_samples": 4, "n_steps": 3, "n_real": 60, "encoder_steps": 3, "rca_s
 #: the metric names each group writes
 GROUP_ROWS = {
     "attr": lambda m: m.startswith("attr_"),
-    "disent": lambda m: m in ("mig", "modularity") or m.startswith("dci_"),
+    "disent": lambda m: m in ("mig", "modularity", "encoder_r2") or m.startswith("dci_"),
     "fid": lambda m: m in ("fid", "fid_real_reference_size"),
     "density": lambda m: m in ("logp_drift", "abs_logp_drift", "norm_ratio", "outside_share"),
     "rca": lambda m: m == "rca",

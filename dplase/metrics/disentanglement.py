@@ -228,8 +228,28 @@ def disentanglement_scores(codes: np.ndarray, factors: np.ndarray, importance: s
     return out
 
 
+#: generated images on which the code encoder's fit is scored (held out: latents the training never drew)
+N_ENCODER_HELDOUT = 512
+
+
+def encoder_fit(encoder, generator, directions: torch.Tensor, n: int = N_ENCODER_HELDOUT,
+                seed: int = 0) -> np.ndarray:
+    """Held-out R² per code of a code encoder: on ``n`` generated images from latents of their own seed, how
+    well it recovers each coordinate γ_j · z (1 = exactly, 0 = no better than the mean)."""
+    from dplase.metrics.predictor import _r2
+
+    z = generator.prior.sample(n, seed)
+    with torch.no_grad():
+        images = generator.generate(z.to(generator.device))
+    coords = (z.double() @ directions.detach().double().cpu().T)
+    codes = torch.from_numpy(encode(encoder, images)).double()
+    return np.array([_r2(codes[:, j], coords[:, j]) for j in range(coords.shape[1])])
+
+
 def disent_metric(ctx: EvalContext) -> list[Row]:
-    """MIG, DCI and modularity of the real set's codes (encoder trained with seed + 3, scores with seed)."""
+    """MIG, DCI and modularity of the real set's codes (encoder trained with seed + 3, scores with seed), and
+    the encoder's held-out fit (``encoder_r2`` per direction and their mean; latents seed + 7): a low fit
+    means the codes, and so every score here, are mostly noise."""
     cfg = ctx.config
     encoder = train_code_encoder(ctx.generator, ctx.directions.directions, steps=cfg.encoder_steps,
                                  seed=cfg.seed + 3, batch_size=cfg.encoder_batch_size, progress=cfg.progress)
@@ -238,4 +258,9 @@ def disent_metric(ctx: EvalContext) -> list[Row]:
     factors = factor_codes(real_factors, ctx.dataset.factor_specs)
     scores = disentanglement_scores(codes, factors, importance=cfg.dci_importance, seed=cfg.seed,
                                     n_estimators=cfg.dci_estimators)
-    return [{"metric": name, "value": value, "n_samples": len(codes)} for name, value in scores.items()]
+    rows: list[Row] = [{"metric": name, "value": value, "n_samples": len(codes)} for name, value in scores.items()]
+    fit = encoder_fit(encoder, ctx.generator, ctx.directions.directions, seed=cfg.seed + 7)
+    rows += [{"direction": j, "metric": "encoder_r2", "value": float(r2), "n_samples": N_ENCODER_HELDOUT}
+             for j, r2 in enumerate(fit)]
+    rows.append({"metric": "encoder_r2", "value": float(np.mean(fit)), "n_samples": N_ENCODER_HELDOUT})
+    return rows

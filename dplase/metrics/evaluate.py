@@ -9,8 +9,8 @@ predictor, FID features); only predictions and features are kept, so memory does
 count. Then each requested metric (`dplase.metrics.METRICS`, in registry order) returns its rows.
 
 Seeds derived from ``seed``: start latents = seed, real images = seed + 2, code encoder = seed + 3,
-RCA = seed + 4 (test pairs seed + 5), exact-factor references = seed + 6. The workflow passes each run its
-replicate's seed (`dplase.seeds.replicate_seed`).
+RCA = seed + 4 (test pairs seed + 5), exact-factor references = seed + 6, code-encoder fit = seed + 7. The
+workflow passes each run its replicate's seed (`dplase.seeds.replicate_seed`).
 """
 
 from __future__ import annotations
