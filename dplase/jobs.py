@@ -127,7 +127,8 @@ def evaluate_job(
     direction_set = DirectionSet.load(directions)
     net = FactorPredictor.load(predictor, device=device)
     data_config = dict(net.meta.get("dataset") or {})
-    trained_on = generator_meta(generator).get("dataset")
+    meta = generator_meta(generator)
+    trained_on = meta.get("dataset")
     if trained_on and data_config.get("name") and trained_on != data_config["name"]:
         raise ValueError(f"the predictor was trained on '{data_config['name']}' but the generator on '{trained_on}'")
     data = dataset_from_config(data_config)
@@ -138,7 +139,7 @@ def evaluate_job(
                         f"seed{direction_set.seed}")
     frame = results_frame(rows, adapter, direction_set, dataset or data.name, run_id, dict(params or {}), config)
     frame["model"] = model or adapter.name  # the config's model id (a checkpoint's own name may differ)
-    frame["model_seed"] = model_seed if model_seed is not None else generator_meta(generator).get("seed")
+    frame["model_seed"] = model_seed if model_seed is not None else meta.get("seed")
     log.info("%d result rows for run %s", len(frame), run_id)
     return write_results(frame, out)
 
@@ -198,8 +199,7 @@ def collect_losses_job(
     return write_losses(loss_frame(frame), out)
 
 
-def compare_job(*, metrics: str | os.PathLike, out: str | os.PathLike, reference: str = "dplase (norm)",
-                seed: int = 0) -> Path:
+def compare_job(*, metrics: str | os.PathLike, out: str | os.PathLike, reference: str, seed: int) -> Path:
     """The method comparison of a results table: ``out`` (comparison.md) and, beside it, comparison.csv and
     comparison_paired.csv (`dplase.compare.write_comparison`); a study without the reference variant gets
     the table without paired differences."""

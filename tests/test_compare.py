@@ -183,7 +183,7 @@ def test_the_workflow_job_writes_the_tables_without_the_reference(frame, tmp_pat
     from dplase.jobs import compare_job
 
     path = write_results(frame[frame["method"] == "sefa"], tmp_path / "metrics.parquet")
-    out = compare_job(metrics=path, out=tmp_path / "comparison.md")
+    out = compare_job(metrics=path, out=tmp_path / "comparison.md", reference="dplase (norm)", seed=0)
     assert "reference 'dplase (norm)' absent" in out.read_text()
     assert len(pd.read_csv(tmp_path / "comparison.csv")) > 0
 

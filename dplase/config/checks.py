@@ -10,7 +10,7 @@ from typing import Any
 
 from dplase.config import options as opts
 from dplase.config.errors import ConfigError
-from dplase.config.registries import registry
+from dplase.config.registries import is_planted, registry
 from dplase.config.runs import Run, expand_runs
 
 
@@ -59,16 +59,16 @@ def _check_datasets(datasets: Mapping[str, Any]) -> None:
 
 def _check_models(models: Mapping[str, Any]) -> None:
     families = registry("generator family")
+    made = (*families.where(trainable=True), *families.where(planted=True))
     for model_id, model in models.items():
         if model.get("checkpoint") and not Path(model["checkpoint"]).is_file():
             raise ConfigError(f"models.{model_id}.checkpoint", f"file {model['checkpoint']} does not exist")
-        made = (*families.where(trainable=True), *families.where(planted=True))
         if not model.get("checkpoint") and model["family"] not in made:
             raise ConfigError(f"models.{model_id}.checkpoint",
                               f"family '{model['family']}' is not trained or planted by the workflow: give its "
                               f"checkpoint (families the workflow makes: {', '.join(made)})")
         _check_options(model["train"], f"models.{model_id}.train", opts.gan_options, "not a GAN training option")
-        if model["family"] in families.where(planted=True) and not model.get("checkpoint"):
+        if is_planted(model) and not model.get("checkpoint"):
             _check_planted(model_id, model["planted"])
 
 
@@ -159,7 +159,7 @@ def model_z_dim(model: Mapping[str, Any]) -> int | None:
             return int(generator_meta(model["checkpoint"])["arch"]["z_dim"])
         except Exception:  # an unreadable checkpoint is reported when the job loads it
             return None
-    if model.get("family") == "planted":
+    if is_planted(model):
         return int(model.get("planted", {}).get("z_dim", 16))
     return int(model.get("train", {}).get("z_dim", 16))
 

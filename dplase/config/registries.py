@@ -28,3 +28,9 @@ def registry(kind: str) -> Registry:
         raise KeyError(f"no registry of kind '{kind}'; known: {', '.join(REGISTRIES)}")
     module, _, name = REGISTRIES[kind].partition(":")
     return getattr(importlib.import_module(module), name)
+
+
+def is_planted(model: dict) -> bool:
+    """Whether a model entry's family is planted: built from its `planted` options instead of trained from its
+    `train` recipe (the family registry's ``planted`` fact)."""
+    return bool(registry("generator family")[model.get("family", "dcgan")].get("planted"))

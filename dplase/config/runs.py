@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dplase.config.registries import is_planted
+
 #: run keys that are not method options
 RUN_KEYS = ("model", "dataset", "method", "seed", "model_seed")
 
@@ -105,7 +107,7 @@ def model_seeds(model: Mapping[str, Any]) -> list[int]:
         return [int(s) for s in model["seeds"]]
     if model.get("checkpoint"):
         return [0]
-    part = "planted" if model.get("family") == "planted" else "train"
+    part = "planted" if is_planted(model) else "train"
     return [int(model.get(part, {}).get("seed", 0))]
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from dplase.config.checks import check_config
 from dplase.config.loading import read_configs, validate_config
 from dplase.config.paths import PATHS, result_path
+from dplase.config.registries import is_planted
 from dplase.config.runs import Run, expand_runs
 from dplase.seeds import replicate_seed
 from dplase.stages import STAGES
@@ -132,7 +133,7 @@ class Sweep:
     def _train_gan_kwargs(self, key: tuple[str, str, int]) -> dict[str, Any]:
         model, dataset, model_seed = key
         data, entry = self.dataset_spec(dataset), self.config["models"][model]
-        if entry["family"] == "planted":
+        if is_planted(entry):
             options = {**entry["planted"], "seed": int(model_seed), "image_size": data["image_size"]}
             return {"family": "planted", "options": options, "name": model, "device": self.config["device"]}
         gan = {**entry["train"], "seed": int(model_seed), "dataset": data["name"], "image_size": data["image_size"],

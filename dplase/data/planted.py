@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from dplase.data.base import FactorSpec, ImageDataset, check_image_size
-from dplase.generators.planted import FACTOR_RANGES, FACTORS, PlantedAdapter, _position_range, build_planted
+from dplase.generators.planted import FACTORS, PlantedAdapter, build_planted, factor_ranges
 from dplase.priors import PRIOR_NAMES
 
 PLANTED_IMAGE_SIZES = (32, 64)
@@ -40,7 +40,7 @@ def planted_factor_specs(image_size: int, factors: Sequence[str] = FACTORS) -> l
     Orientation spans (-π/4, π/4), less than one period of every shape but the square, so it is a plain
     continuous factor (no ``period``): the predictor then regresses it in the same radians the table holds.
     """
-    ranges = {**FACTOR_RANGES, "pos_x": _position_range(image_size), "pos_y": _position_range(image_size)}
+    ranges = factor_ranges(image_size)
     return [FactorSpec(name, "continuous", float(ranges[name][0]), float(ranges[name][1]), N_GRID_VALUES)
             for name in factors]
 

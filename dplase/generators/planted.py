@@ -173,7 +173,7 @@ class PlantedGenerator(nn.Module):
 
     def factor_values(self, codes: torch.Tensor) -> dict[str, torch.Tensor]:
         """Physical factor values from the codes t (N x F); factors that are not planted sit at their middle."""
-        ranges = {**FACTOR_RANGES, "pos_x": _position_range(self.image_size), "pos_y": _position_range(self.image_size)}
+        ranges = factor_ranges(self.image_size)
         out = {}
         for name in FACTORS:
             lo, hi = ranges[name]
@@ -197,9 +197,11 @@ class PlantedGenerator(nn.Module):
         return self.from_features(self.features(z, "factors"), "factors")
 
 
-def _position_range(image_size: int) -> tuple[float, float]:
+def factor_ranges(image_size: int) -> dict[str, tuple[float, float]]:
+    """Every planted factor's (value at t = -1, value at t = +1) at ``image_size`` (positions in normalised
+    image coordinates, symmetric about the centre)."""
     p = position_range(image_size)
-    return (-p, p)
+    return {**FACTOR_RANGES, "pos_x": (-p, p), "pos_y": (-p, p)}
 
 
 def _object_colour(channels: int, seed: int) -> torch.Tensor:

@@ -89,14 +89,13 @@ class AttributeChange(ImageMetric):
 
     def start(self, images: torch.Tensor) -> None:
         """Start predictions and the reference scales (random pairs of real images, drawn with seed)."""
-        predictor = self.ctx.predictor
-        self.start_pred = predictor.predict(images)
-        self.scales = reference_scales(self.specs, predictor.predict(self.ctx.real[0]), seed=self.ctx.config.seed)
+        self.start_pred = self.ctx.predict("start", images)
+        self.scales = reference_scales(self.specs, self.ctx.real_predictions, seed=self.ctx.config.seed)
 
     def walked(self, walk: str, j: int, images: torch.Tensor) -> None:
         """Per-step rows and the direction's mean change per factor over all steps."""
         ctx = self.ctx
-        walked, start = ctx.predictor.predict(images), subset(self.start_pred, ctx.block(j))
+        walked, start = ctx.predict((walk, j), images), subset(self.start_pred, ctx.block(j))
         totals: dict[str, list[float]] = defaultdict(list)
         for i, e in enumerate(ctx.steps):
             for name, values in changes(self.specs, start, subset(walked, ctx.step_rows(i))).items():

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from dplase.data.base import ImageDataset
     from dplase.directions import DirectionSet
     from dplase.generators.base import GeneratorAdapter
-    from dplase.metrics.predictor import FactorPredictor
+    from dplase.metrics.predictor import FactorPredictor, Predictions
 
 #: one long-format measurement: walk, direction, step, metric, value, n_samples, extractor (absent keys: null)
 Row = dict[str, Any]
@@ -82,6 +82,8 @@ class EvalContext:
     z0: torch.Tensor  # (K * n) x d on CPU, from seed; rows j*n:(j+1)*n are direction j's start points
     #: (walk, direction) -> walked latents, (len(steps) * n) x d on CPU: step i's block is `step_rows(i)`
     walked: dict[tuple[str, int], torch.Tensor] = field(default_factory=dict)
+    #: the predictor's reading of the latest image batch, shared by the image metrics it is shown to
+    _last_predictions: tuple[Any, Predictions] | None = field(default=None, repr=False)
 
     @property
     def n(self) -> int:
@@ -105,6 +107,18 @@ class EvalContext:
     def real(self) -> tuple[torch.Tensor, pd.DataFrame]:
         """The real reference set (images, factors): ``n_real`` items drawn with seed + 2 (on first use)."""
         return self.dataset.sample(self.config.n_real, self.config.seed + 2)
+
+    @cached_property
+    def real_predictions(self) -> Predictions:
+        """The predictor's reading of the real reference set (computed once, whichever metrics need it)."""
+        return self.predictor.predict(self.real[0])
+
+    def predict(self, key: Any, images: torch.Tensor) -> Predictions:
+        """The predictor's reading of one image batch of the walk loop (``key``: "start" or (walk, direction)):
+        every image metric shown the batch gets the same predictions from one pass; only the latest is kept."""
+        if self._last_predictions is None or self._last_predictions[0] != key:
+            self._last_predictions = (key, self.predictor.predict(images))
+        return self._last_predictions[1]
 
     def walk_fn(self, walk: str):
         """``(z0, gamma, eps) -> z`` for a walk name, on the generator's device."""

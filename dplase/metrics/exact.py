@@ -125,12 +125,11 @@ class ExactAttributeChange(ImageMetric):
         ctx = self.ctx
         self.start_exact = ctx.generator.exact_factors(ctx.z0)
         if self.shared:
-            predictor = ctx.predictor
-            self.start_pred = predictor.predict(images)
+            self.start_pred = ctx.predict("start", images)
             self.agreement = predictor_agreement(self.shared, self.start_pred, self.start_exact,
-                                                 getattr(predictor, "symmetry", 1))
+                                                 getattr(ctx.predictor, "symmetry", 1))
             # the same normalisation as the attr metric, so the predictor matrix is the one it writes
-            self.pred_scales = reference_scales(self.shared, predictor.predict(ctx.real[0]), seed=ctx.config.seed)
+            self.pred_scales = reference_scales(self.shared, ctx.real_predictions, seed=ctx.config.seed)
 
     def walked(self, walk: str, j: int, images: torch.Tensor) -> None:
         """Per-step exact rows; per-direction means of the exact, fidelity and predictor changes."""
@@ -158,7 +157,7 @@ class ExactAttributeChange(ImageMetric):
         self.per_direction[walk].append({name: float(np.mean(v)) for name, v in totals.items()})
         self.fidelity[walk].append(float(np.mean(fid_steps)))
         if self.shared:
-            preds, start_pred = ctx.predictor.predict(images), subset(self.start_pred, block)
+            preds, start_pred = ctx.predict((walk, j), images), subset(self.start_pred, block)
             pred_totals: dict[str, list[float]] = defaultdict(list)
             for i in range(len(ctx.steps)):
                 for name, values in changes(self.shared, start_pred, subset(preds, ctx.step_rows(i))).items():

@@ -81,15 +81,21 @@ def save_image_grid(
         raise ValueError(f"row_labels has {len(row_labels)} entries but the grid has {nrows} rows")
     if col_labels is not None and len(col_labels) != min(nrow, n):
         raise ValueError(f"col_labels has {len(col_labels)} entries but the grid has {min(nrow, n)} columns")
-    if scale is None:
-        scale = max(1, math.ceil(64 / images.shape[-1]))
-    pad = 2 * scale
+    scale, pad, cell = _geometry(images, scale)
     array = grid_array(images, nrow, pad=pad, scale=scale)
     path = Path(path)
     if row_labels is None and col_labels is None and title is None:
         return _save_plain(array, path)
-    cell_h, cell_w = images.shape[-2] * scale + pad, images.shape[-1] * scale + pad
-    return _save_labelled(array, path, (cell_h, cell_w), pad, row_labels, col_labels, title)
+    return _save_labelled(array, path, cell, pad, row_labels, col_labels, title)
+
+
+def _geometry(images: torch.Tensor, scale: int | None = None) -> tuple[int, int, tuple[int, int]]:
+    """(scale, pad, (cell height, cell width)) of a grid of ``images``: by default enough nearest-neighbour
+    upscaling that each cell is at least 64 px wide, and a pad of 2 upscaled pixels."""
+    if scale is None:
+        scale = max(1, math.ceil(64 / images.shape[-1]))
+    pad = 2 * scale
+    return scale, pad, (images.shape[-2] * scale + pad, images.shape[-1] * scale + pad)
 
 
 def _save_plain(array: np.ndarray, path: Path) -> Path:
@@ -251,10 +257,8 @@ def _save_side_by_side(
 ) -> Path:
     """Two grids of equal shape side by side (a white gap of half a cell between them), labelled like
     `save_image_grid` plus one label per row on the right."""
-    scale = max(1, math.ceil(64 / images.shape[-1]))
-    pad = 2 * scale
+    scale, pad, (cell_h, cell_w) = _geometry(images)
     left, right = grid_array(images, cols, pad=pad, scale=scale), grid_array(right_images, cols, pad=pad, scale=scale)
-    cell_h, cell_w = images.shape[-2] * scale + pad, images.shape[-1] * scale + pad
     gap = np.full((left.shape[0], cell_w // 2, left.shape[2]), 255, dtype=np.uint8)
     array = np.concatenate([left, gap, right], axis=1)
     ticks = [pad + cell_w * i + (cell_w - pad) / 2 for i in range(cols)]
