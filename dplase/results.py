@@ -4,7 +4,8 @@ The results schema is long format: every number the project reports is a row of 
 
 A row is one measurement: which run (model, dataset, method, walk and hyperparameters), which direction and
 step (null where the metric is not per direction / per step), the metric name and its value, how many samples
-produced it and with which feature extractor. Files are Parquet, written atomically; `collect` concatenates
+produced it and with which feature extractor, whether its step extrapolates past the trained step range, and
+a note (e.g. why a value is NaN). Files are Parquet, written atomically; `collect` concatenates
 many per-run files into one.
 """
 
@@ -46,6 +47,8 @@ RESULTS_SCHEMA = pa.schema(
         pa.field("value", pa.float64()),
         pa.field("n_samples", pa.int64()),
         pa.field("extractor", pa.string()),  # FID rows: "domain" / "inception"; null elsewhere
+        pa.field("extrapolated", pa.bool_()),  # per-step rows: |step| beyond the trained step range; null: n/a
+        pa.field("note", pa.string()),  # why a value is NaN (or how it was measured); null: nothing to say
         pa.field("package_version", pa.string()),
         pa.field("created_at", pa.timestamp("us", tz="UTC")),
     ]
