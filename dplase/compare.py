@@ -11,14 +11,18 @@ of `dplase.plots.figures.prepare_metrics` (e.g. "dplase (norm)": DP-LaSE trained
   ``comparison.csv``         `comparison_table` (one row per dataset, model, variant, eval walk and metric)
   ``comparison_paired.csv``  `paired_differences` against the reference (one row per test)
   ``comparison.md``          GitHub-markdown tables of the headline metrics, per dataset / model / eval walk
+  ``comparison.html``        the same tables as a self-contained page (the HTML report's "Method comparison")
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from html import escape
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +41,9 @@ MAX_STEP_SUFFIX = "@max_step"
 #: a mean held-out code-encoder R² below this flags the variant's MIG/DCI in comparison.md
 ENCODER_R2_FLAG = 0.5
 N_BOOT = 10_000
+#: paired differences with a Holm-adjusted p below this are bold in comparison.html
+SIGNIFICANCE = 0.05
+_P_VALUE = re.compile(r" p=([0-9.eE+-]+)")
 
 
 class UnknownReferenceError(ValueError):
@@ -210,60 +217,159 @@ def _diff_cell(row: pd.Series) -> str:
     return f"{diff}{ci}{p} (n={row['n_pairs']})"
 
 
-def _grid(part: pd.DataFrame, names: list[str], cell, variants: list[str]) -> list[str]:
-    """A variants x metrics GitHub table; ``cell`` formats one row; missing cells are a dash."""
-    lines = ["| variant | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+def _cells(part: pd.DataFrame, names: list[str], cell, variants: list[str]) -> list[tuple[str, list[str]]]:
+    """One (variant, cells) row per variant; ``cell`` formats one table row; a missing cell is a dash."""
+    out = []
     for variant in variants:
         cells = []
         for name in names:
             hit = part[(part["variant"] == variant) & (part["metric"] == name)]
             cells.append(cell(hit.iloc[0]) if len(hit) else "–")
-        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
-    return lines
+        out.append((variant, cells))
+    return out
 
 
-def comparison_markdown(table: pd.DataFrame, paired: pd.DataFrame, reference: str,
-                        headline: Sequence[str] = HEADLINE_METRICS) -> str:
-    """The headline metrics as GitHub tables: per dataset, model and eval walk, variant x metric with
-    "mean [lo, hi] (n=N)", then the paired differences against ``reference`` with Holm p-values. Metrics
-    without a walk (mig, dci_*, recovery) appear in every walk's section."""
+@dataclass
+class Section:
+    """One dataset / model / eval walk of the comparison: the means grid, the paired-differences grid (None
+    without the reference) and flag lines, each grid a list of (variant, cells) over the section's metrics."""
+
+    title: str
+    means: list[tuple[str, list[str]]]
+    diffs: list[tuple[str, list[str]]] | None
+    notes: list[str] = field(default_factory=list)
+
+
+def undefined_notes(metrics: pd.DataFrame) -> dict[tuple[str, str], list[str]]:
+    """Per (dataset, model): one line per metric whose rows are NaN with a ``note`` (e.g. DCI on a
+    one-factor dataset), so the tables say why a cell is empty instead of dropping it silently."""
+    if "note" not in metrics.columns:
+        return {}
+    nan = metrics[~np.isfinite(metrics["value"].to_numpy(dtype=float)) & metrics["note"].notna()]
+    out: dict[tuple[str, str], list[str]] = {}
+    for (dataset, model), part in nan.groupby(["dataset", "model"], dropna=False, sort=True):
+        lines = [f"{metric}: NaN ({'; '.join(sorted(set(rows['note'])))})"
+                 for metric, rows in part.groupby("metric", sort=True)]
+        out[(dataset, model)] = lines
+    return out
+
+
+def comparison_sections(table: pd.DataFrame, paired: pd.DataFrame, reference: str,
+                        headline: Sequence[str] = HEADLINE_METRICS,
+                        undefined: dict[tuple[str, str], list[str]] | None = None,
+                        ) -> tuple[list[str], list[Section]]:
+    """The headline metrics (those the table holds) and one `Section` per dataset, model and eval walk.
+    Metrics without a walk (mig, dci_*, recovery) appear in every walk's section. ``undefined``
+    (`undefined_notes`) adds the reasons of NaN metrics to their dataset/model's sections."""
+    undefined = undefined or {}
     present = list(dict.fromkeys(table["metric"]))
     names = [m for m in headline if m in present] or present[:6]
-    lines = ["# Method comparison", "",
-             f"Cells: mean [95% Student-t CI] over replicates (model_seed, seed); no interval for n=1. "
-             f"Paired: mean difference (variant − {reference}) over shared replicates "
-             f"[95% percentile-bootstrap CI], Holm-adjusted paired t-test p over all tests of the dataset/model "
-             f"(every metric in comparison_paired.csv). Full tables: comparison.csv, comparison_paired.csv.", ""]
-    if table.empty:
-        return "\n".join([*lines, "_no summary metrics in the results table_", ""])
+    sections = []
     for (dataset, model), part in table.groupby(["dataset", "model"], dropna=False, sort=True):
         walks = sorted(w for w in part["walk"].dropna().unique()) or [None]
         pair_part = paired[(paired["dataset"] == dataset) & (paired["model"] == model)] if len(paired) else paired
         for walk in walks:
             here = part[part["walk"].isna() | (part["walk"] == walk)]
             variants = sorted(here["variant"].unique(), key=lambda v: (v != reference, v))
-            lines += [f"## {dataset} / {model} — eval walk: {walk or '–'}", ""]
-            lines += [*_grid(here, names, _mean_cell, variants), ""]
-            lines += poor_encoder_note(here)
-            if pair_part.empty:
-                lines += [f"_no paired differences: reference '{reference}' absent_", ""]
-                continue
-            diffs = pair_part[pair_part["walk"].isna() | (pair_part["walk"] == walk)]
-            lines += [f"Paired differences vs {reference}:", ""]
-            lines += [*_grid(diffs, names, _diff_cell, [v for v in variants if v != reference]), ""]
+            diffs = None
+            if not pair_part.empty:
+                shown = pair_part[pair_part["walk"].isna() | (pair_part["walk"] == walk)]
+                diffs = _cells(shown, names, _diff_cell, [v for v in variants if v != reference])
+            notes = poor_encoder_lines(here) + undefined.get((dataset, model), [])
+            sections.append(Section(f"{dataset} / {model} — eval walk: {walk or '–'}",
+                                    _cells(here, names, _mean_cell, variants), diffs, notes))
+    return names, sections
+
+
+def _legend(reference: str) -> str:
+    return (f"Cells: mean [95% Student-t CI] over replicates (model_seed, seed); no interval for n=1. "
+            f"Paired: mean difference (variant − {reference}) over shared replicates "
+            f"[95% percentile-bootstrap CI], Holm-adjusted paired t-test p over all tests of the dataset/model "
+            f"(every metric in comparison_paired.csv). Full tables: comparison.csv, comparison_paired.csv.")
+
+
+def _markdown_grid(names: list[str], rows: list[tuple[str, list[str]]]) -> list[str]:
+    lines = ["| variant | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    return lines + [f"| {variant} | " + " | ".join(cells) + " |" for variant, cells in rows]
+
+
+def comparison_markdown(table: pd.DataFrame, paired: pd.DataFrame, reference: str,
+                        headline: Sequence[str] = HEADLINE_METRICS,
+                        undefined: dict[tuple[str, str], list[str]] | None = None) -> str:
+    """The headline metrics as GitHub tables: per dataset, model and eval walk, variant x metric with
+    "mean [lo, hi] (n=N)", then the paired differences against ``reference`` with Holm p-values."""
+    lines = ["# Method comparison", "", _legend(reference), ""]
+    if table.empty:
+        return "\n".join([*lines, "_no summary metrics in the results table_", ""])
+    names, sections = comparison_sections(table, paired, reference, headline, undefined)
+    for sec in sections:
+        lines += [f"## {sec.title}", "", *_markdown_grid(names, sec.means), ""]
+        lines += [line for note in sec.notes for line in (f"**Flag:** {note}", "")]
+        if sec.diffs is None:
+            lines += [f"_no paired differences: reference '{reference}' absent_", ""]
+            continue
+        lines += [f"Paired differences vs {reference}:", "", *_markdown_grid(names, sec.diffs), ""]
     return "\n".join(lines)
 
 
-def poor_encoder_note(table: pd.DataFrame, threshold: float = ENCODER_R2_FLAG) -> list[str]:
-    """A flag line for the variants whose code encoder fits poorly (mean held-out ``encoder_r2`` below
+_HTML_STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:.25em .6em}
+td{text-align:right;font-variant-numeric:tabular-nums}td:first-child,th:first-child{text-align:left}
+th{background:#f3f3f3}tr.reference td{background:#eef5ff}td.significant{font-weight:bold}
+p.flag{color:#a33}p.legend{color:#555;max-width:70em}"""
+
+
+def _html_grid(names: list[str], rows: list[tuple[str, list[str]]], reference: str | None = None) -> str:
+    def cell(text: str) -> str:
+        p = _P_VALUE.search(text)
+        significant = p is not None and float(p.group(1)) < SIGNIFICANCE
+        return f'<td class="significant">{escape(text)}</td>' if significant else f"<td>{escape(text)}</td>"
+
+    head = "<tr><th>variant</th>" + "".join(f"<th>{escape(n)}</th>" for n in names) + "</tr>"
+    body = "".join(
+        ('<tr class="reference">' if variant == reference else "<tr>") + f"<td>{escape(variant)}</td>"
+        + "".join(cell(c) for c in cells) + "</tr>" for variant, cells in rows)
+    return f"<table>{head}{body}</table>"
+
+
+def comparison_html(table: pd.DataFrame, paired: pd.DataFrame, reference: str,
+                    headline: Sequence[str] = HEADLINE_METRICS,
+                    undefined: dict[tuple[str, str], list[str]] | None = None) -> str:
+    """The same tables as `comparison_markdown` as one self-contained HTML page (for the HTML report):
+    the reference row shaded, paired differences with Holm p < 0.05 in bold."""
+    parts = ["<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Method comparison</title>",
+             f"<style>{_HTML_STYLE}</style></head><body><h1>Method comparison</h1>",
+             f'<p class="legend">{escape(_legend(reference))} Bold: Holm-adjusted p &lt; {SIGNIFICANCE}.</p>']
+    if table.empty:
+        parts.append("<p><em>no summary metrics in the results table</em></p>")
+    else:
+        names, sections = comparison_sections(table, paired, reference, headline, undefined)
+        for sec in sections:
+            parts += [f"<h2>{escape(sec.title)}</h2>", _html_grid(names, sec.means, reference)]
+            parts += [f'<p class="flag"><b>Flag:</b> {escape(note)}</p>' for note in sec.notes]
+            if sec.diffs is None:
+                parts.append(f"<p><em>no paired differences: reference '{escape(reference)}' absent</em></p>")
+            else:
+                parts += [f"<p>Paired differences vs {escape(reference)}:</p>", _html_grid(names, sec.diffs)]
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def poor_encoder_lines(table: pd.DataFrame, threshold: float = ENCODER_R2_FLAG) -> list[str]:
+    """A flag for the variants whose code encoder fits poorly (mean held-out ``encoder_r2`` below
     ``threshold``): their MIG/DCI rest on codes that are mostly noise ([] when none does)."""
     fit = table[table["metric"] == "encoder_r2"]
     poor = fit[fit["mean"] < threshold]
     if poor.empty:
         return []
     listed = ", ".join(f"{v} ({m:.2f})" for v, m in zip(poor["variant"], poor["mean"], strict=True))
-    return [f"**Flag:** the code encoder fits poorly (held-out encoder_r2 < {threshold}) for {listed}: their "
-            f"mig / dci_* come from codes that are mostly noise.", ""]
+    return [f"the code encoder fits poorly (held-out encoder_r2 < {threshold}) for {listed}: their "
+            f"mig / dci_* come from codes that are mostly noise."]
+
+
+def poor_encoder_note(table: pd.DataFrame, threshold: float = ENCODER_R2_FLAG) -> list[str]:
+    """`poor_encoder_lines` as markdown lines (a bold flag and a blank line)."""
+    return [line for note in poor_encoder_lines(table, threshold) for line in (f"**Flag:** {note}", "")]
 
 
 def known_variants(metrics: pd.DataFrame) -> list[str]:
@@ -287,7 +393,8 @@ def resolve_reference(reference: str, variants: Sequence[str]) -> str:
 def write_comparison(metrics_path: str | os.PathLike, out_dir: str | os.PathLike,
                      reference: str = DEFAULT_REFERENCE, seed: int = 0, n_boot: int = N_BOOT,
                      strict: bool = True) -> list[Path]:
-    """Read a results file and write comparison.csv, comparison_paired.csv and comparison.md into ``out_dir``.
+    """Read a results file and write comparison.csv, comparison_paired.csv, comparison.md and comparison.html
+    into ``out_dir``.
 
     Raises `dplase.results.ResultsSchemaError` for a missing or foreign file and ValueError for a reference
     variant the table does not hold (`UnknownReferenceError`; the message lists the known ones).
@@ -302,9 +409,12 @@ def write_comparison(metrics_path: str | os.PathLike, out_dir: str | os.PathLike
     paired = paired_differences(metrics, reference=reference, seed=seed, n_boot=n_boot)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "comparison.csv", out / "comparison_paired.csv", out / "comparison.md"]
+    paths = [out / "comparison.csv", out / "comparison_paired.csv", out / "comparison.md", out / "comparison.html"]
     atomic_write(paths[0], lambda tmp: table.to_csv(tmp, index=False))
     atomic_write(paths[1], lambda tmp: paired.to_csv(tmp, index=False))
-    markdown = comparison_markdown(table, paired, reference)
+    undefined = undefined_notes(metrics)
+    markdown = comparison_markdown(table, paired, reference, undefined=undefined)
     atomic_write(paths[2], lambda tmp: Path(tmp).write_text(markdown))
+    page = comparison_html(table, paired, reference, undefined=undefined)
+    atomic_write(paths[3], lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
     return paths

@@ -146,11 +146,12 @@ def evaluate_job(
 
 def plot_traversal_job(
     *, generator: str | os.PathLike, directions: str | os.PathLike, out: str | os.PathLike, n_steps: int = 7,
-    max_eps: float = 3.0, walk: str | None = None, k: int | None = None, seed: int = 0, group: int | None = None,
-    device: str = "cpu", warn: Callable[[str], None] = log.warning,
+    max_eps: float | None = None, walk: str | None = None, k: int | None = None, seed: int = 0,
+    group: int | None = None, device: str = "cpu", warn: Callable[[str], None] = log.warning,
 ) -> Path:
     """Draw a traversal grid to ``out``: rows = directions (the first ``k``), columns = the evaluation's step
-    grid over [-max_eps, max_eps], from one seeded start latent; ``group`` edits only that channel subspace.
+    grid over [-max_eps, max_eps] (None: the run's trained range, as the evaluation grid), from one seeded start
+    latent; ``group`` edits only that channel subspace.
     For a generator with planted directions, each row also shows the oracle's traversal of its matched factor."""
     from dplase.directions import DirectionSet
     from dplase.generators.registry import load_generator
@@ -167,6 +168,10 @@ def plot_traversal_job(
     if group is not None and group >= direction_set.channel_masks.shape[1]:
         raise ValueError(f"--group must be < {direction_set.channel_masks.shape[1]} (number of subspace groups)")
     walk_fn = walk_for(direction_set, walk, device=device)
+    if max_eps is None:
+        from dplase.walks.steps import trained_range
+
+        max_eps = trained_range(direction_set, adapter.prior)
     oracle = hasattr(adapter, "planted_directions")  # the truth is known: show it beside each direction
     path, rows, cols = save_traversal_grid(out, adapter, direction_set, walk_fn, n_steps, max_eps, k, seed, group,
                                            walk, oracle=oracle)
@@ -200,9 +205,9 @@ def collect_losses_job(
 
 
 def compare_job(*, metrics: str | os.PathLike, out: str | os.PathLike, reference: str, seed: int) -> Path:
-    """The method comparison of a results table: ``out`` (comparison.md) and, beside it, comparison.csv and
-    comparison_paired.csv (`dplase.compare.write_comparison`); a study without the reference variant gets
-    the table without paired differences."""
+    """The method comparison of a results table: ``out`` (comparison.md) and, beside it, comparison.csv,
+    comparison_paired.csv and comparison.html (`dplase.compare.write_comparison`); a study without the
+    reference variant gets the table without paired differences."""
     from dplase.compare import write_comparison
 
     write_comparison(metrics, Path(out).parent, reference=reference, seed=seed, strict=False)

@@ -7,6 +7,10 @@ directions that change images in distinguishable ways give a high held-out accur
 Pairs are made the published way: a direction index k uniform over the K directions, a shift ε uniform in
 [-scale, scale] (or normal with std ``scale``) whose magnitude is raised to at least ``min_shift``;
 the losses are ``label_weight`` * cross-entropy(k) + ``shift_weight`` * L1(ε).
+
+`ShiftSampler`'s defaults are the published scale 6 and minimum 0.5 (d = 512); both callers, the ``voynov``
+method and RCA, pass the project's one step range instead (`dplase.walks.steps.shift_range`: scale T of the
+prior, minimum T / 12), which a saved reconstructor records in its spec.
 """
 
 from __future__ import annotations

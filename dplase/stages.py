@@ -52,7 +52,7 @@ STAGES = Registry("stage", {
         "local": True}),
     "compare_methods": ("dplase.jobs:compare_job", {
         "per": "study", "inputs": {"metrics": "metrics"}, "outputs": {"out": "comparison_md"},
-        "side_outputs": {"table": "comparison", "paired": "comparison_paired"},
+        "side_outputs": {"table": "comparison", "paired": "comparison_paired", "html": "comparison_html"},
         "threads": 1, "gpu": False, "mem_mb": 2000, "runtime": 10, "local": True}),
 })
 #: inputs that order a stage after another without being an argument of its job

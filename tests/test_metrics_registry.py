@@ -17,7 +17,7 @@ from dplase.registry import Registry
 
 ARCH = {"z_dim": 8, "image_size": 32, "channels": 1, "width": 8}
 CONFIG = {"n_samples": 4, "n_steps": 3, "n_real": 60, "encoder_steps": 3, "rca_steps": 3, "rca_test": 16,
-          "dci_estimators": 5, "progress": False}
+          "n_mig": 60, "n_dci_train": 40, "n_dci_test": 20, "dci_estimators": 5, "progress": False}
 #: the metric names each group writes
 GROUP_ROWS = {
     "attr": lambda m: m.startswith("attr_"),

@@ -58,7 +58,7 @@ def expected_outputs(workdir: Path) -> list[Path]:
     """Every file the tiny config must produce (from the same sweep the workflow builds)."""
     sweep = prepare(load_config(ROOT / "config/config.yaml", ROOT / TEST_CONFIG))
     files = [sweep.path(name) for name in ("runs_table", "metrics", "all_losses", "comparison_md", "comparison",
-                                           "comparison_paired")]
+                                           "comparison_paired", "comparison_html")]
     for model, dataset, model_seed in sweep.trained_generators():
         files += [sweep.path(n, model=model, dataset=dataset, model_seed=model_seed)
                   for n in ("generator", "generator_grid", "generator_losses")]

@@ -184,8 +184,9 @@ def discover(ctx: click.Context, generator_path: str, method: str, out: Path, se
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output PNG.")
 @click.option("--n-steps", type=click.IntRange(min=2), default=7, show_default=True,
               help="Columns (steps); an even number gets a 0 column added.")
-@click.option("--max-eps", type=click.FloatRange(min=0, min_open=True), default=3.0, show_default=True,
-              help="Largest |step|; columns span [-max-eps, max-eps].")
+@click.option("--max-eps", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Largest |step|; columns span [-max-eps, max-eps]  [default: the directions' trained step "
+                   "range, as the evaluation grid]")
 @click.option("--walk", type=click.Choice(list(WALKS)), help="Walk to use (default: the DirectionSet's).")
 @click.option("--k", type=click.IntRange(min=1), help="Show only the first K directions (highest scores).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the start latent.")
@@ -193,7 +194,7 @@ def discover(ctx: click.Context, generator_path: str, method: str, out: Path, se
 @click.option("--device", default="cpu", show_default=True, help="Torch device.")
 @click.pass_context
 def traverse(ctx: click.Context, generator_path: str, directions_path: str, out: Path, n_steps: int,
-             max_eps: float, walk: str | None, k: int | None, seed: int, group: int | None, device: str) -> None:
+             max_eps: float | None, walk: str | None, k: int | None, seed: int, group: int | None, device: str) -> None:
     """Draw a traversal grid: one row per direction, one column per step, from one seeded start latent.
 
     \b

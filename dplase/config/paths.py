@@ -20,6 +20,7 @@ PATHS = {
     "comparison_md": "comparison.md",
     "comparison": "comparison.csv",
     "comparison_paired": "comparison_paired.csv",
+    "comparison_html": "comparison.html",
     "figure": "figures/{figure}.{ext}",
 }
 

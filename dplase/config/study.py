@@ -168,7 +168,8 @@ class Sweep:
 
     def _plot_traversals_kwargs(self, run_id: str) -> dict[str, Any]:
         traversal = self.config["traversal"]
-        return {"n_steps": int(traversal["n_steps"]), "max_eps": float(traversal["max_eps"]),
+        max_eps = traversal.get("max_eps")
+        return {"n_steps": int(traversal["n_steps"]), "max_eps": None if max_eps is None else float(max_eps),
                 "walk": self.run(run_id).walk, "device": "cpu"}
 
     def _write_runs_table_kwargs(self, key: None) -> dict[str, Any]:

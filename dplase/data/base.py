@@ -26,6 +26,12 @@ class FactorSpec:
     floats in [low, high]. A continuous factor that takes a finite grid of values (dSprites-style) sets
     ``n_values`` to the grid size, else ``n_values`` is None. ``period`` marks a cyclic factor (orientation,
     2π; predictors should regress it through sin/cos, not as a plain number).
+
+    A cyclic factor whose symmetry depends on another factor names that categorical factor in
+    ``symmetry_by`` and gives one fold per code in ``symmetries``: a sprite with an s-fold rotational symmetry
+    looks the same after period / s, so only the value modulo period / s is identifiable (the built-in shapes:
+    square 4, ellipse 2, heart 1). Without ``symmetry_by`` the fold is 1; a factor that is k-fold symmetric
+    whatever the other factors declares period / k as its ``period``.
     """
 
     name: str
@@ -35,6 +41,8 @@ class FactorSpec:
     n_values: int | None = None
     labels: tuple[str, ...] | None = None
     period: float | None = None
+    symmetry_by: str | None = None
+    symmetries: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("categorical", "continuous"):
@@ -46,6 +54,17 @@ class FactorSpec:
                 raise ValueError(f"factor {self.name!r}: {len(self.labels)} labels for {self.n_values} values")
         if self.high < self.low:
             raise ValueError(f"factor {self.name!r}: high {self.high} < low {self.low}")
+        if self.period is not None and not self.period > 0:
+            raise ValueError(f"factor {self.name!r}: period must be > 0, got {self.period}")
+        if (self.symmetry_by is None) != (self.symmetries is None):
+            raise ValueError(f"factor {self.name!r}: symmetry_by and symmetries go together")
+        if self.symmetry_by is not None:
+            if self.period is None or self.kind != "continuous":
+                raise ValueError(f"factor {self.name!r}: symmetry_by needs a cyclic continuous factor (a period)")
+            if self.symmetry_by == self.name:
+                raise ValueError(f"factor {self.name!r}: symmetry_by must name another factor")
+            if not self.symmetries or any(isinstance(k, bool) or int(k) != k or k < 1 for k in self.symmetries):
+                raise ValueError(f"factor {self.name!r}: symmetries must be ints >= 1, got {self.symmetries!r}")
 
     def grid(self) -> np.ndarray:
         """The discrete values the factor takes (codes for categorical ones); needs ``n_values``."""
@@ -73,12 +92,14 @@ class FactorSpec:
             "n_values": self.n_values,
             "labels": list(self.labels) if self.labels is not None else None,
             "period": self.period,
+            "symmetry_by": self.symmetry_by,
+            "symmetries": list(self.symmetries) if self.symmetries is not None else None,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FactorSpec:
         """Inverse of `to_dict`."""
-        labels = data.get("labels")
+        labels, symmetries = data.get("labels"), data.get("symmetries")
         return cls(
             name=data["name"],
             kind=data["kind"],
@@ -87,6 +108,8 @@ class FactorSpec:
             n_values=data.get("n_values"),
             labels=tuple(labels) if labels is not None else None,
             period=data.get("period"),
+            symmetry_by=data.get("symmetry_by"),
+            symmetries=tuple(int(k) for k in symmetries) if symmetries is not None else None,
         )
 
 
@@ -195,3 +218,11 @@ def mixed_radix_digits(indices: torch.Tensor, radices: Sequence[int]) -> list[to
         digits.append(rest % radix)
         rest = torch.div(rest, radix, rounding_mode="floor")
     return digits[::-1]
+
+
+def sample_without_replacement(n_items: int, n: int, seed: int | torch.Generator) -> torch.Tensor:
+    """``min(n, n_items)`` distinct indices into ``n_items`` items, in a random order (the first entries of a
+    seeded permutation: deterministic given ``seed``; a request larger than the set takes all of it)."""
+    if n < 0 or n_items < 0:
+        raise ValueError(f"need n >= 0 and n_items >= 0, got {n} and {n_items}")
+    return torch.randperm(int(n_items), generator=make_generator(seed), dtype=torch.int64)[: min(int(n), int(n_items))]

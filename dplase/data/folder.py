@@ -9,6 +9,10 @@ Factors table
   ``NAME:cont`` (the factor is called NAME), or else follows its dtype: integers, booleans and strings are
   categorical, floats are continuous. Categorical values become codes 0..n-1 in sorted order (labels keep
   the original values); continuous ones keep their floats, with range [min, max].
+- ``NAME:periodic`` declares a cyclic continuous factor (an angle) with period 2π (radians);
+  ``NAME:periodic=P`` sets the period to the positive number P (e.g. ``angle:periodic=360`` for degrees).
+  Predictors regress it through (cos, sin) of 2π·value/P, and attribute change measures it on the circle.
+  A malformed or non-positive period raises a ValueError naming the column.
 - Any mismatch (missing file, unreadable image, row count, unknown column type, missing value, mixed image
   sizes or channel counts) raises a ValueError naming the file, row or column.
 
@@ -19,6 +23,7 @@ resized (bilinear, anti-aliased) to ``image_size``. An .npz holds key ``images``
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -38,6 +43,8 @@ KIND_SUFFIXES = {
     "continuous": "continuous",
     "cont": "continuous",
 }
+#: the kind suffix of a cyclic continuous factor: ``NAME:periodic`` (period 2π) or ``NAME:periodic=P``
+PERIODIC_SUFFIX = "periodic"
 #: folder images may be resized to any size in this range (the built-in GANs use 32 or 64)
 FOLDER_MIN_SIZE, FOLDER_MAX_SIZE = 8, 1024
 _GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
@@ -60,17 +67,33 @@ def read_factor_table(path: str | os.PathLike) -> pd.DataFrame:
     raise ValueError(f"factors table {path}: unsupported format {suffix!r} (use .csv or .parquet)")
 
 
-def _declared_kind(column: str) -> tuple[str, str | None]:
-    """Split 'NAME:kind' into (NAME, kind); columns without a known suffix give (column, None)."""
+def _declared_kind(column: str) -> tuple[str, str | None, float | None]:
+    """Split 'NAME:kind' into (NAME, kind, period); columns without a suffix give (column, None, None).
+
+    'NAME:periodic' gives (NAME, 'continuous', 2π), 'NAME:periodic=P' (NAME, 'continuous', P) for P > 0."""
     if ":" in column:
         base, suffix = column.rsplit(":", 1)
         if suffix.lower() in KIND_SUFFIXES:
-            return base, KIND_SUFFIXES[suffix.lower()]
+            return base, KIND_SUFFIXES[suffix.lower()], None
+        key, eq, value = suffix.partition("=")
+        if key.strip().lower() == PERIODIC_SUFFIX:
+            if not eq:
+                return base, "continuous", 2 * math.pi
+            try:
+                period = float(value)
+            except ValueError:
+                period = math.nan
+            if not (math.isfinite(period) and period > 0):
+                raise ValueError(
+                    f"factors column {column!r}: period {value!r} is not a positive number "
+                    f"(use '{base}:periodic' for period 2π or '{base}:periodic=P' with P > 0, e.g. =360)"
+                )
+            return base, "continuous", period
         raise ValueError(
             f"factors column {column!r}: unknown kind suffix {suffix!r} "
-            f"(use one of {', '.join(':' + s for s in KIND_SUFFIXES)})"
+            f"(use one of {', '.join(':' + s for s in KIND_SUFFIXES)}, :periodic or :periodic=P)"
         )
-    return column, None
+    return column, None, None
 
 
 def _row_name(table: pd.DataFrame, row: int) -> str:
@@ -106,7 +129,7 @@ def parse_factor_table(table: pd.DataFrame) -> tuple[list[FactorSpec], pd.DataFr
             continue
         if not isinstance(column, str):
             raise ValueError(f"factors column names must be strings, got {column!r}")
-        name, kind = _declared_kind(column)
+        name, kind, period = _declared_kind(column)
         if name in columns:
             raise ValueError(f"factors column {column!r}: factor {name!r} appears twice")
         series = table[column]
@@ -117,7 +140,7 @@ def parse_factor_table(table: pd.DataFrame) -> tuple[list[FactorSpec], pd.DataFr
         if kind == "categorical":
             spec, coded = _categorical(name, column, series)
         else:
-            spec, coded = _continuous(name, column, series, table)
+            spec, coded = _continuous(name, column, series, table, period)
         specs.append(spec)
         columns[name] = coded
     return specs, pd.DataFrame(columns, index=pd.RangeIndex(len(table)))
@@ -139,7 +162,8 @@ def _categorical(name: str, column: str, series: pd.Series) -> tuple[FactorSpec,
     return FactorSpec(name, "categorical", 0, max(n - 1, 0), max(n, 1), labels if n else None), codes
 
 
-def _continuous(name: str, column: str, series: pd.Series, table: pd.DataFrame) -> tuple[FactorSpec, np.ndarray]:
+def _continuous(name: str, column: str, series: pd.Series, table: pd.DataFrame,
+                period: float | None = None) -> tuple[FactorSpec, np.ndarray]:
     if not (pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype)):
         numeric = pd.to_numeric(series, errors="coerce")
         bad = np.flatnonzero(numeric.isna().to_numpy())
@@ -155,7 +179,7 @@ def _continuous(name: str, column: str, series: pd.Series, table: pd.DataFrame) 
     if bad.size:
         raise ValueError(f"factors column {column!r}: non-finite value at {_row_name(table, int(bad[0]))}")
     low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
-    return FactorSpec(name, "continuous", low, high), values
+    return FactorSpec(name, "continuous", low, high, period=period), values
 
 
 def _list_images(folder: Path) -> list[str]:

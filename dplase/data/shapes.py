@@ -25,16 +25,21 @@ N_BACKGROUND_HUES = 4
 #: bright saturated objects on dark muted backgrounds: the value gap keeps contrast even for equal hues
 OBJECT_SV = (0.75, 1.0)
 BACKGROUND_SV = (0.5, 0.3)
+#: rotational symmetry (fold) of each sprite in `render`'s geometry: the square's SDF is symmetric under
+#: x <-> y and sign flips (90°), the ellipse (unequal axes) under (x, y) -> (-x, -y) (180°); the heart is only
+#: mirror-symmetric, which is no rotation (360°). Its orientation is identifiable modulo 2π / fold.
+SHAPE_SYMMETRY = {"square": 4, "ellipse": 2, "heart": 1}
 
 
 def sprite_factor_specs() -> list[FactorSpec]:
     """The five dSprites factors. Positions are in [0, 1] across the allowed range of centres (left/top to
-    right/bottom); orientation in radians over [0, 2π)."""
+    right/bottom); orientation in radians over [0, 2π), identifiable modulo 2π / SHAPE_SYMMETRY[shape]."""
     last_angle = 2 * math.pi * (N_ORIENTATIONS - 1) / N_ORIENTATIONS
     return [
         FactorSpec("shape", "categorical", 0, len(SHAPES) - 1, len(SHAPES), SHAPES),
         FactorSpec("scale", "continuous", 0.5, 1.0, N_SCALES),
-        FactorSpec("orientation", "continuous", 0.0, last_angle, N_ORIENTATIONS, period=2 * math.pi),
+        FactorSpec("orientation", "continuous", 0.0, last_angle, N_ORIENTATIONS, period=2 * math.pi,
+                   symmetry_by="shape", symmetries=tuple(SHAPE_SYMMETRY[name] for name in SHAPES)),
         FactorSpec("pos_x", "continuous", 0.0, 1.0, N_POSITIONS),
         FactorSpec("pos_y", "continuous", 0.0, 1.0, N_POSITIONS),
     ]

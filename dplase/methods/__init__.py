@@ -8,15 +8,23 @@ special-cases a method.
 A config field may declare the name configs and the CLI use for it, where the Python name must differ
 (``lam: float = field(default=1.0, metadata={"option": "lambda"})``: ``lambda`` is a Python keyword);
 `option_fields` resolves those spellings, the only place that knows about them.
+
+Iterative methods (DP-LaSE, Voynov) resolve their budget (steps, learning rates) from a documented rule of
+z_dim where the config leaves it at None, and store `convergence_record` of their loss history in
+``DirectionSet.extra["convergence"]``; the evaluation writes it as ``convergence.<term>`` rows. GANSpace's
+sample size follows a rule of z_dim the same way. Closed-form methods record nothing.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from dplase.directions import DirectionSet
 from dplase.generators.base import GeneratorAdapter
@@ -80,6 +88,44 @@ def make_direction_set(
         "generator_sha256": generator.checkpoint_sha256,
     }
     return DirectionSet(directions=directions, scores=scores, **{**provenance, **fields})
+
+
+#: the share of the run the convergence record looks at: its last 10% of steps, as two halves of 5%
+CONVERGENCE_WINDOW = 0.10
+
+
+def relative_change(values: Sequence[float], window: float = CONVERGENCE_WINDOW) -> float:
+    """Relative change of a loss over the last ``window`` share of its steps.
+
+    With n logged values (in step order) and h = max(1, round(n * window / 2)): the last h values (B, the
+    last 5%) against the h before them (A, the 5% before): |mean(B) - mean(A)| / |mean(A)| (NaN when
+    n < 2 or mean(A) = 0). A small value means the loss has stopped moving; it says nothing about noise.
+    """
+    n = len(values)
+    if n < 2:
+        return math.nan
+    half = min(max(1, round(n * window / 2)), n // 2)
+    before = math.fsum(values[n - 2 * half : n - half]) / half
+    last = math.fsum(values[n - half :]) / half
+    return abs(last - before) / abs(before) if before != 0 else math.nan
+
+
+def convergence_record(history: Sequence[tuple[int, str, float]], total: Sequence[str] | None = None,
+                       skip: Sequence[str] = ("batch_accuracy",)) -> dict[str, Any]:
+    """Every iterative method's convergence record, stored as ``DirectionSet.extra["convergence"]``:
+    term -> `relative_change` of that term's values over the steps where it was logged (float64 scalar
+    tensors). ``total``: these terms summed per step (steps that log all of them) give the term "loss"
+    (a trainer that logs "loss" itself needs none); ``skip``: logged terms that are no losses."""
+    series: dict[str, dict[int, float]] = {}
+    for step, term, value in history:
+        if term not in skip:
+            series.setdefault(term, {})[int(step)] = float(value)
+    if total:
+        steps = sorted(set.intersection(*(set(series.get(t, {})) for t in total)))
+        if steps:
+            series["loss"] = {s: math.fsum(series[t][s] for t in total) for s in steps}
+    return {term: torch.tensor(relative_change([v for _, v in sorted(values.items())]), dtype=torch.float64)
+            for term, values in sorted(series.items())}
 
 
 def get_method(name: str) -> MethodSpec:

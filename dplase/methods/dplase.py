@@ -32,7 +32,7 @@ import torch
 
 from dplase.directions import DirectionSet
 from dplase.generators.base import GeneratorAdapter
-from dplase.methods import FitContext, MethodConfig, MethodSpec
+from dplase.methods import FitContext, MethodConfig, MethodSpec, convergence_record
 from dplase.methods.dplase_losses import (
     Directions,
     _ContiguousGrad,
@@ -52,21 +52,39 @@ ORTHOGONAL = ("penalty", "expm")
 DENSITY_MODES = ("joint", "pretrain")
 
 
+#: the budget rule: main-loop steps per latent dimension and lr x (the rule's) steps
+STEPS_PER_DIM = 50
+DIRECTIONS_MOVE = 4.0
+
+
+def dplase_budget(z_dim: int, k: int | None = None) -> dict[str, float | int]:
+    """DP-LaSE's default budget at latent size ``z_dim``: ``steps = 50 z_dim`` main-loop steps and
+    ``lr = 4 / steps`` (800 and 5e-3 at d = 16); ``k`` does not change it (every step moves all K directions;
+    the full estimator's cost per step grows with K, not its step count). The step range is T of the prior."""
+    if z_dim < 1:
+        raise ValueError(f"need z_dim >= 1, got {z_dim}")
+    steps = STEPS_PER_DIM * int(z_dim)
+    return {"steps": steps, "lr": DIRECTIONS_MOVE / steps}
+
+
 @dataclass
 class DPLaSEConfig(MethodConfig):
     """Every DP-LaSE hyperparameter with its default.
 
-    Defaults that differ from the authors' runs, and why: lr 5e-3 instead of 1e-4 (our runs are a few hundred
-    to a few thousand CPU steps on a 16-64-d latent, where Adam at 1e-4 moves each coordinate by at most
-    ~0.1 in 1000 steps, about the size of a unit vector's coordinate: the directions would barely leave their
-    random start); K = 10 instead of 20 (our small GANs have z_dim 16); T = 10 scaled to the prior's RMS latent
-    norm (T = 10 at d = 512, so T ~ 1.8 at d = 16) instead of a fixed 10, which would leave the prior's
-    typical set at d = 16.
+    Defaults that differ from the authors' runs, and why: the budget follows `dplase_budget` (``steps`` and
+    ``lr`` None): steps = 50 z_dim (800 at d = 16) and lr = 4 / (50 z_dim) (5e-3 at d = 16, 1.6e-4 at d = 512,
+    near the authors' 1e-4), so that Adam, which moves each parameter by at most ~lr per step, can move the
+    directions O(1) within the rule's steps (at 1e-4 a 16-d run of 1000 steps moves each coordinate by at most
+    ~0.1, about the size of a unit vector's coordinate: the directions would barely leave their random start);
+    an explicit ``steps`` keeps the rule's lr, an explicit ``lr`` overrides it. K = 10 instead of 20 (our small
+    GANs have z_dim 16); T = 10 scaled to the prior's RMS latent norm (T = 10 at d = 512, so T ~ 1.8 at d = 16)
+    instead of a fixed 10, which would leave the prior's typical set at d = 16: the one step range of
+    `dplase.walks.steps`, which the learned walk's F and C train on and the evaluation grid defaults to.
     """
 
     walk: str = "norm"
-    steps: int = 1000
-    lr: float = 5e-3
+    steps: int | None = None  # None: 50 * z_dim (`dplase_budget`)
+    lr: float | None = None  # None: 4 / (50 * z_dim)
     batch_size: int = 16
     max_step: float | None = None  # T; None: scaled to the prior (`dplase.walks.steps.max_step`); 0 refused
     lam: float = field(default=1.0, metadata={"option": "lambda"})  # weight of the decorrelation (cross) term
@@ -110,7 +128,8 @@ class DPLaSEConfig(MethodConfig):
         for name, (value, allowed) in choices.items():
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got '{value}'")
-        positive = {"steps": self.steps >= 0, "lr": self.lr > 0, "batch_size": self.batch_size >= 1,
+        positive = {"steps": self.steps is None or self.steps >= 0, "lr": self.lr is None or self.lr > 0,
+                    "batch_size": self.batch_size >= 1,
                     "lam": self.lam >= 0, "zeta": self.zeta >= 0, "delta": self.delta > 0,
                     "cdf_lr": self.cdf_lr > 0, "correction_lr": self.correction_lr > 0,
                     "density_batch": self.density_batch >= 1,
@@ -123,6 +142,12 @@ class DPLaSEConfig(MethodConfig):
             raise ValueError(f"invalid value for {', '.join(bad)} (see DPLaSEConfig)")
         if self.max_step is not None and not (self.max_step > 0 and math.isfinite(self.max_step)):
             raise ValueError(f"max_step (T) must be a positive number or None (auto), got {self.max_step}")
+
+    def resolved(self, z_dim: int) -> DPLaSEConfig:
+        """This config with ``steps`` / ``lr`` left at None filled in by `dplase_budget` at ``z_dim``."""
+        budget = dplase_budget(z_dim, self.k)
+        return dataclasses.replace(self, steps=int(budget["steps"] if self.steps is None else self.steps),
+                                   lr=float(budget["lr"] if self.lr is None else self.lr))
 
     def density_config(self) -> DensityConfig:
         """The learned-density options (same names here, except ``batch`` = ``density_batch``)."""
@@ -142,7 +167,8 @@ class DPLaSETrainer:
     """State and one training step; `fit` drives it through `run_loop`."""
 
     def __init__(self, generator: GeneratorAdapter, config: DPLaSEConfig, seed: int) -> None:
-        self.g, self.cfg, self.seed = generator, config, seed
+        self.g, self.cfg, self.seed = generator, config.resolved(generator.z_dim), seed
+        config = self.cfg
         self.layer = config.layer or generator.default_layer()
         given = config.max_step is not None
         self.step_range = StepRange(float(config.max_step)) if given else StepRange.for_prior(generator.prior)
@@ -328,6 +354,7 @@ class DPLaSETrainer:
 def fit(name: str, generator: GeneratorAdapter, config: DPLaSEConfig, context: FitContext) -> DirectionSet:
     """Train DP-LaSE directions on ``generator`` and return them sorted by score (descending)."""
     trainer = DPLaSETrainer(generator, config, context.seed)
+    config = trainer.cfg  # the budget resolved (`dplase_budget`)
     config_dict = dataclasses.asdict(config)
     meta = {"method": name, "config": config_dict, "seed": context.seed, "z_dim": generator.z_dim,
             "generator_sha256": generator.checkpoint_sha256}
@@ -352,7 +379,7 @@ def fit(name: str, generator: GeneratorAdapter, config: DPLaSEConfig, context: F
         seed=context.seed,
         generator_sha256=generator.checkpoint_sha256,
         channel_masks=None if masks is None else masks[order],
-        extra=trainer.extra(),
+        extra={**trainer.extra(), "convergence": convergence_record(state.history)},
     )
 
 

@@ -10,10 +10,17 @@ G1(z) = W z with z ~ N(0, I) this returns exactly the top right singular vectors
 mapping; for our isotropic prior it only finds sampling noise -- a sanity baseline).
 
 Scores are the explained-variance ratios.
+
+Sample size (`ganspace_samples`, for ``n_samples: null``): N = 1000 z_dim PCA samples (16 000 at d = 16;
+512 000 at d = 512, half of the published 10^6), at least 1000 K (K <= z_dim, so the rule already gives it):
+the activations are a function of the d-dimensional latent, so the sample the PCA needs grows with d, not
+with the (much larger) activation size. The regression uses ``n_regression`` of them (at most N). An explicit
+``n_samples`` overrides the rule.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -29,12 +36,24 @@ from dplase.training.loop import step_generator
 SPACES = ("activations", "latent")
 
 
+#: the sample-size rule: PCA samples per latent dimension
+SAMPLES_PER_DIM = 1000
+
+
+def ganspace_samples(z_dim: int, k: int = 1) -> int:
+    """GANSpace's default PCA sample size: ``1000 * max(z_dim, k)`` (16 000 at d = 16)."""
+    if z_dim < 1:
+        raise ValueError(f"need z_dim >= 1, got {z_dim}")
+    return SAMPLES_PER_DIM * max(int(z_dim), int(k))
+
+
 @dataclass
 class GanspaceConfig(MethodConfig):
-    """Options: which space to decompose, how many samples, batch size, samples used for the regression."""
+    """Options: which space to decompose, how many samples (None: `ganspace_samples`), batch size, samples
+    used for the regression."""
 
     space: str = "activations"
-    n_samples: int = 100_000
+    n_samples: int | None = None  # None: 1000 * z_dim (`ganspace_samples`)
     batch_size: int = 500  # smaller batches are cheaper per sample: each partial fit is an SVD of (batch + k) rows
     n_regression: int = 10_000  # latents regressed on PCA coordinates (the first ones of the same stream)
 
@@ -99,6 +118,8 @@ def fit(name: str, generator: GeneratorAdapter, config: GanspaceConfig, context:
     """GANSpace directions (unit rows) with explained-variance ratios as scores."""
     if config.space not in SPACES:
         raise ValueError(f"unknown space '{config.space}'; choose one of {', '.join(SPACES)}")
+    if config.n_samples is None:
+        config = dataclasses.replace(config, n_samples=ganspace_samples(generator.z_dim, config.k))
     layer = config.layer or generator.default_layer()
     pca_layer = layer if config.space == "activations" else None
     pca = fit_pca(generator, pca_layer, config.k, config.n_samples, config.batch_size, context.seed)

@@ -3,7 +3,11 @@
 For a start image G(z0) and its walked image, the per-factor change is
 - categorical: total-variation distance between the predicted class distributions (0..1);
 - continuous: |Δ value| / (high - low);
-- cyclic: angle between the predicted (cos, sin) embeddings / π (0..1).
+- cyclic (period P): the circular difference of the two values modulo the identifiable period P / s, divided
+  by its largest possible value P / (2 s) (0..1). s is the lcm of the two rows' folds (`Predictions.folds`:
+  a square turns onto itself every 90°, a heart every 360°; square vs heart: the difference is only known
+  modulo 90°), 1 without folds. Predictions with embeddings but no values (e.g. hand-made ones): the angle
+  between the (cos, sin) embeddings / π, the same number for equal folds.
 Each factor's change is then normalised by its *reference scale*: the mean change between two unrelated real
 images (random pairs). 1.0 thus means "as much change as swapping for a random image", which makes factors
 of different kinds comparable within the directions x factors matrix.
@@ -22,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from dplase.metrics.context import EvalContext, ImageMetric, Row
-from dplase.metrics.predictor import Predictions
+from dplase.metrics.predictor import Predictions, circular_difference
 
 
 def factor_change(spec: dict, before: Predictions, after: Predictions) -> torch.Tensor:
@@ -30,6 +34,12 @@ def factor_change(spec: dict, before: Predictions, after: Predictions) -> torch.
     name = spec["name"]
     if spec["kind"] == "categorical":
         return 0.5 * (after.probs[name] - before.probs[name]).abs().sum(dim=1).double()
+    if spec.get("period") and name in before.values and name in after.values:
+        n = len(before.values[name])
+        ones = torch.ones(n, dtype=torch.int64)
+        fold = torch.lcm(before.folds.get(name, ones).long(), after.folds.get(name, ones).long())
+        identifiable = float(spec["period"]) / fold.double()
+        return circular_difference(after.values[name], before.values[name], identifiable) / (identifiable / 2)
     if name in before.embeddings:
         a, b = F.normalize(after.embeddings[name], dim=1), F.normalize(before.embeddings[name], dim=1)
         cos = (a * b).sum(dim=1).clamp(-1, 1)
@@ -49,6 +59,7 @@ def subset(preds: Predictions, index: torch.Tensor | slice) -> Predictions:
         values={k: v[index] for k, v in preds.values.items()},
         probs={k: v[index] for k, v in preds.probs.items()},
         embeddings={k: v[index] for k, v in preds.embeddings.items()},
+        folds={k: v[index] for k, v in preds.folds.items()},
     )
 
 

@@ -37,16 +37,27 @@ class EvalConfig:
     metrics: tuple[str, ...] = METRICS.names
     n_samples: int = 64  # start latents z0
     seed: int = 0
-    max_eps: float = 3.0
+    # None: the one step range T of the prior (`dplase.walks.steps`), the range every method trains on; an
+    # explicit larger value extrapolates on request (per-step rows past the run's trained range: extrapolated)
+    max_eps: float | None = None
     n_steps: int = 7  # odd: the grid contains 0
     walks: tuple[str, ...] | None = None  # None: linear, norm, and learned where the set has a correction
     extractor: str = "domain"
     inception_weights: str | None = None
-    n_real: int = 2000  # real images: FID reference, attribute reference scales, disentanglement codes
+    n_real: int = 2000  # real images (with replacement): FID reference, attribute reference scales
     encoder_steps: int = 600
     encoder_batch_size: int = 64
+    # disentanglement codes (disent, and the exact ceiling): real images drawn without replacement with seed + 2,
+    # max(n_mig, n_dci_train + n_dci_test) of them (a smaller dataset is used whole, split in the same ratio);
+    # MIG / modularity on the first n_mig, DCI importances on the first n_dci_train, informativeness on the next
+    # n_dci_test (dplase.metrics.disentanglement.plan_sizes; each row's n_samples and note record the sizes)
+    n_mig: int = 10_000
+    n_dci_train: int = 10_000
+    n_dci_test: int = 5_000
+    # gbt: boosted regression trees on the ordinal code of a continuous factor, classification trees for a
+    # categorical one; gbt_classifier: classification trees for every factor (disentanglement_lib); lasso
     dci_importance: str = "gbt"
-    dci_estimators: int = 100  # trees per factor for gbt importances (disentanglement_lib: sklearn's default)
+    dci_estimators: int = 100  # boosting iterations per factor (disentanglement_lib: sklearn's default)
     rca_steps: int = 400
     rca_test: int = 1024
     batch_size: int = 256
@@ -57,14 +68,26 @@ class EvalConfig:
         unknown = sorted(set(self.metrics) - set(METRICS))
         if unknown:
             raise ValueError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
-        if self.n_steps < 2 or self.max_eps <= 0:
+        if self.n_steps < 2 or (self.max_eps is not None and not self.max_eps > 0):
             raise ValueError(f"need n_steps >= 2 and max_eps > 0, got {self.n_steps} and {self.max_eps}")
         if self.n_samples < 2:
             raise ValueError(f"n_samples must be >= 2, got {self.n_samples}")
+        if min(self.n_mig, self.n_dci_train, self.n_dci_test) < 1:
+            raise ValueError(f"n_mig, n_dci_train and n_dci_test must be >= 1, got {self.n_mig}, "
+                             f"{self.n_dci_train} and {self.n_dci_test}")
 
-    def step_grid(self) -> np.ndarray:
-        """The symmetric step grid, rounded so that steps compare exactly across runs."""
-        return StepRange(self.max_eps).grid(self.n_steps)
+    def step_range(self, prior=None) -> StepRange:
+        """[-max_eps, max_eps]; with ``max_eps`` None, [-T, T] with T = `max_step` of ``prior`` (then needed)."""
+        if self.max_eps is not None:
+            return StepRange(float(self.max_eps))
+        if prior is None:
+            raise ValueError("max_eps is None (the prior's T): pass the prior to get the step grid")
+        return StepRange.for_prior(prior)
+
+    def step_grid(self, prior=None) -> np.ndarray:
+        """The symmetric step grid, rounded so that steps compare exactly across runs (``prior``: see
+        `step_range`)."""
+        return self.step_range(prior).grid(self.n_steps)
 
 
 @dataclass

@@ -1,12 +1,15 @@
 """Evaluate one DirectionSet on one generator: every requested metric, every walk, one long-format results frame.
 
-The protocol is fixed so that methods are comparable: the same seeded start latents (``n_samples`` per
-direction; direction j walks from its own block z0_j of one seeded draw of K x n_samples latents), the same
-symmetric step grid (``n_steps`` values in [-max_eps, max_eps], 0 included), the same real
-reference set. Each walked image is generated exactly once, in batches of one (walk, direction) at all steps,
-and immediately feeds every metric that needs images (`ImageMetric`: attribute change through the factor
-predictor, FID features); only predictions and features are kept, so memory does not grow with the image
-count. Then each requested metric (`dplase.metrics.METRICS`, in registry order) returns its rows.
+The protocol is fixed so that methods are comparable: the same seeded start latents (``n_samples`` per direction;
+direction j walks from its own block z0_j of one seeded draw of K x n_samples latents), the same symmetric step grid
+(``n_steps`` values in [-max_eps, max_eps], 0 included; ``max_eps`` None: the prior's T, the one step range of
+`dplase.walks.steps` that the methods train on, so a run's per-step rows get ``extrapolated`` False, or True past
+its trained range when a larger ``max_eps`` was asked for), the same real reference set. An iterative method's
+convergence record adds ``convergence.<term>`` rows. Each walked image is generated exactly once, in batches of one
+(walk, direction) at all steps, and immediately feeds every metric that needs images (`ImageMetric`: attribute
+change through the factor predictor, FID features); only predictions and features are kept, so memory does not grow
+with the image count. Then each requested metric (`dplase.metrics.METRICS`, in registry order) returns its rows.
+Every evaluation also writes the predictor's held-out scores (`predictor_heldout_rows`).
 
 Seeds derived from ``seed``: start latents = seed, real images = seed + 2, code encoder = seed + 3,
 RCA = seed + 4 (test pairs seed + 5), exact-factor references = seed + 6, code-encoder fit = seed + 7. The
@@ -28,7 +31,7 @@ from dplase.metrics.context import EvalConfig, EvalContext, ImageMetric, Row
 from dplase.metrics.predictor import FactorPredictor
 from dplase.results import make_rows
 from dplase.walks import default_walks
-from dplase.walks.steps import StepRange
+from dplase.walks.steps import is_extrapolated, trained_range
 
 __all__ = ["EvalConfig", "EvalContext", "evaluate", "make_context", "results_frame", "run_walks"]
 
@@ -46,7 +49,7 @@ def make_context(generator, directions, predictor: FactorPredictor, dataset, con
     return EvalContext(
         generator=generator, directions=directions, predictor=predictor.to(device).eval(), dataset=dataset,
         config=config, device=device, walks=list(config.walks or default_walks(directions)),
-        steps=StepRange(config.max_eps).nonzero(config.n_steps),
+        steps=config.step_range(generator.prior).nonzero(config.n_steps),  # max_eps None: T of the prior
         # CPU, device-independent numbers; block j: direction j
         z0=generator.prior.sample(directions.k * config.n_samples, config.seed),
     )
@@ -108,6 +111,40 @@ def evaluate(
     rows: list[Row] = []
     for name in names:
         rows += fed[name].rows() if name in fed else METRICS.load(name)(ctx)
+    trained = trained_range(directions, generator.prior)
+    for row in rows:  # per-step rows: inside the run's trained step range or extrapolated (requested max_eps)
+        if row.get("step") is not None and row.get("extrapolated") is None:
+            row["extrapolated"] = is_extrapolated(row["step"], trained)
+    rows += convergence_rows(directions)
+    rows += predictor_heldout_rows(predictor)
+    return rows
+
+
+def convergence_rows(directions) -> list[Row]:
+    """An iterative method's convergence record (``extra["convergence"]``, `dplase.methods.convergence_record`)
+    as rows ``convergence.<term>`` (walk, direction and step null): the relative change of the term's mean over
+    the last 5% of steps against the 5% before. Closed-form methods record none, so give no rows."""
+    record = (getattr(directions, "extra", None) or {}).get("convergence") or {}
+    return [{"metric": f"convergence.{term}", "value": float(value),
+             "note": "|mean(last 5% of steps) - mean(5% before)| / |mean(5% before)|"}
+            for term, value in sorted(record.items())]
+
+
+def predictor_heldout_rows(predictor: FactorPredictor) -> list[Row]:
+    """The predictor's held-out scores (``meta["heldout"]``, from `train_predictor`) as rows, whatever metrics
+    were asked: ``predictor_heldout_accuracy.<factor>`` (categorical) / ``predictor_heldout_r2.<factor>``
+    (continuous; cyclic: R² of the (cos, sin) embedding), n_samples = the held-out set size (``meta["n_test"]``).
+    A predictor without held-out scores (not made by `train_predictor`) gives no rows."""
+    meta = getattr(predictor, "meta", None) or {}  # duck-typed predictors (e.g. test oracles) may have none
+    heldout, n_test = meta.get("heldout") or {}, meta.get("n_test")
+    periodic = {s["name"] for s in getattr(predictor, "specs", []) if s.get("period")}
+    rows: list[Row] = []
+    for factor, scores in heldout.items():
+        for score in ("accuracy", "r2"):
+            if score in scores:
+                note = "R² of the (cos, sin) embedding (per-row fold)" if factor in periodic else None
+                rows.append({"metric": f"predictor_heldout_{score}.{factor}", "value": float(scores[score]),
+                             "n_samples": int(n_test) if n_test is not None else None, "note": note})
     return rows
 
 

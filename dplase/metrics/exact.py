@@ -11,18 +11,23 @@ know the true factors of every latent (`PlantedAdapter.exact_factors`, `dplase.g
 - Predictor agreement on the start images, for every predictor factor the generator also plants (by name):
   ``predictor_r2.<factor>`` is the squared Pearson correlation of predicted and exact values for a continuous
   factor (unit-free, so a predictor trained on `shapes`, positions in [0, 1], is scored as fairly as one trained
-  on `planted`); for a cyclic one (``period`` set) the pooled R² of its (cos, sin) embedding of symmetry x angle
-  against the exact angle's, as `FactorPredictor.score` measures it; ``predictor_accuracy.<factor>`` for a
+  on `planted`); for a cyclic one (``period`` set) the pooled R² of its (cos, sin) embedding of fold x angle
+  against the exact angle's, as `FactorPredictor.score` measures it (per-row fold from the exact value of the
+  spec's ``symmetry_by`` factor when the generator plants it, else from the predicted class);
+  ``predictor_accuracy.<factor>`` for a
   categorical one is the accuracy against the rounded exact value (shapes' square / ellipse / heart = blend
   0 / 1 / 2). ``attr_agreement`` per walk: Pearson r between the predictor's directions x factors matrix (the
   one ``attr`` writes: `attribute.changes` normalised by `attribute.reference_scales` of the real set) and the
   exact one, over the shared factors.
 - The ceiling of the code-encoder route of ``disent``: ``mig_exact``, ``dci_*_exact`` and ``modularity_exact``
-  from `disentanglement_scores` with codes the exact coordinates z @ Γ^T of prior samples (no encoder) and
-  factors their exact values on the planted dataset's 20-value grids.
+  from `disentanglement_scores` with codes the exact coordinates z @ Γ^T of prior samples (no encoder), at the
+  encoder route's sample sizes (`disent_sizes`: comparable MI bias; NaN with the reason in ``note`` for fewer
+  than two factors, as there) and factors their exact values on the planted dataset's 20-value grids (ordinal
+  codes: gbt regresses them).
 
-Seeds: the reference prior sample (reference scales and ceiling) is drawn with seed + 6; pairs and scores use
-seed. A generator without exact factors gets no rows.
+Seeds: the reference prior sample (reference scales and ceiling) is drawn with seed + 6 (the ceiling takes its
+first rows, or a larger sample of the same seed when its sizes ask for more); pairs and scores use seed.
+A generator without exact factors gets no rows.
 """
 
 from __future__ import annotations
@@ -38,14 +43,18 @@ from dplase.data.planted import planted_factor_specs
 from dplase.generators.planted import PlantedAdapter
 from dplase.metrics.attribute import change_matrix, changes, reference_scales, subset, top_share
 from dplase.metrics.context import EvalContext, ImageMetric, Row
-from dplase.metrics.disentanglement import disentanglement_scores, factor_codes
-from dplase.metrics.predictor import Predictions, _r2
+from dplase.metrics.disentanglement import (
+    Sizes,
+    disent_sizes,
+    disentanglement_scores,
+    factor_codes,
+    ordinal_factors,
+    score_rows,
+)
+from dplase.metrics.predictor import FactorPredictor, Predictions, _r2, periodic_embedding
 
 #: prior samples for the exact reference scales (no rendering, so many are cheap)
 N_REFERENCE = 10_000
-#: at most this many prior samples for the disentanglement ceiling (gbt importances grow with N); the first
-#: rows of the reference sample, so no more than N_REFERENCE
-MAX_CEILING = 10_000
 FIDELITY = "fidelity"
 
 
@@ -62,8 +71,7 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def predictor_agreement(specs: list[dict], preds: Predictions, exact: dict[str, torch.Tensor],
-                        symmetry: int) -> dict[str, float]:
+def predictor_agreement(specs: list[dict], preds: Predictions, exact: dict[str, torch.Tensor]) -> dict[str, float]:
     """``predictor_r2.<f>`` / ``predictor_accuracy.<f>`` of predictions against exact values (see the module)."""
     out = {}
     for s in specs:
@@ -72,25 +80,31 @@ def predictor_agreement(specs: list[dict], preds: Predictions, exact: dict[str, 
             target = truth.round().clamp(0, int(s["n_values"]) - 1).long()
             out[f"predictor_accuracy.{name}"] = float((preds.values[name].long() == target).double().mean())
         elif s.get("period"):
-            angle = truth * (2 * math.pi * symmetry / float(s["period"]))
-            target = torch.stack([angle.cos(), angle.sin()], dim=1)
+            by = s.get("symmetry_by")
+            if by in exact:
+                folds = FactorPredictor.folds(s, exact[by].double(), len(truth))
+            else:
+                folds = preds.folds.get(name, torch.ones(len(truth), dtype=torch.int64))
+            target = periodic_embedding(truth, float(s["period"]), folds)
             out[f"predictor_r2.{name}"] = _r2(preds.embeddings[name].double(), target)
         else:
             out[f"predictor_r2.{name}"] = pearson(preds.values[name].numpy(), truth.numpy()) ** 2
     return out
 
 
-def exact_ceiling(generator: PlantedAdapter, directions: torch.Tensor, z: torch.Tensor, importance: str = "gbt",
-                  seed: int = 0, n_estimators: int = 100) -> dict[str, float]:
-    """MIG / DCI / modularity of the exact codes z @ Γ^T against the exact factors of prior samples ``z``,
-    discretised on the planted specs' grids: the best the code-encoder route can reach for these directions."""
+def exact_ceiling(generator: PlantedAdapter, directions: torch.Tensor, z: torch.Tensor, sizes: Sizes,
+                  importance: str = "gbt", seed: int = 0, n_estimators: int = 100) -> list[Row]:
+    """MIG / DCI / modularity rows (``<score>_exact``) of the exact codes z @ Γ^T against the exact factors of
+    prior samples ``z`` (at least ``sizes.n_draw`` rows), discretised on the planted specs' grids: the best the
+    code-encoder route can reach for these directions."""
     specs = planted_factor_specs(generator.image_size, generator.factor_names)
     exact = generator.exact_factors(z)
     frame = pd.DataFrame({s.name: exact[s.name].double().numpy() for s in specs})
     codes = (z.double() @ directions.double().T).numpy()
-    scores = disentanglement_scores(codes, factor_codes(frame, specs), importance=importance, seed=seed,
-                                    n_estimators=n_estimators)
-    return {f"{name}_exact": value for name, value in scores.items()}
+    factors = factor_codes(frame, specs)
+    scores = disentanglement_scores(codes, factors, importance=importance, seed=seed, n_estimators=n_estimators,
+                                    ordinal=ordinal_factors(specs), sizes=sizes)
+    return score_rows(scores, sizes, codes.shape[1], factors.shape[1], suffix="_exact")
 
 
 class ExactAttributeChange(ImageMetric):
@@ -126,8 +140,7 @@ class ExactAttributeChange(ImageMetric):
         self.start_exact = ctx.generator.exact_factors(ctx.z0)
         if self.shared:
             self.start_pred = ctx.predict("start", images)
-            self.agreement = predictor_agreement(self.shared, self.start_pred, self.start_exact,
-                                                 getattr(ctx.predictor, "symmetry", 1))
+            self.agreement = predictor_agreement(self.shared, self.start_pred, self.start_exact)
             # the same normalisation as the attr metric, so the predictor matrix is the one it writes
             self.pred_scales = reference_scales(self.shared, ctx.real_predictions, seed=ctx.config.seed)
 
@@ -191,8 +204,9 @@ class ExactAttributeChange(ImageMetric):
                 rows.append({"walk": w, "metric": "attr_agreement", "value": pearson(predicted, exact),
                              "n_samples": n_images * len(matrix)})
         rows += [{"metric": name, "value": value, "n_samples": len(ctx.z0)} for name, value in self.agreement.items()]
-        n_ceiling = min(MAX_CEILING, max(cfg.n_real, 2))  # the encoder route's sample size, comparable MI bias
-        ceiling = exact_ceiling(ctx.generator, ctx.directions.directions, self.reference_z[:n_ceiling],
-                                importance=cfg.dci_importance, seed=cfg.seed, n_estimators=cfg.dci_estimators)
-        rows += [{"metric": name, "value": value, "n_samples": n_ceiling} for name, value in ceiling.items()]
+        sizes = disent_sizes(ctx)  # the encoder route's sample sizes: comparable MI bias
+        z = (self.reference_z[:sizes.n_draw] if sizes.n_draw <= len(self.reference_z)
+             else ctx.generator.prior.sample(sizes.n_draw, cfg.seed + 6))
+        rows += exact_ceiling(ctx.generator, ctx.directions.directions, z, sizes,
+                              importance=cfg.dci_importance, seed=cfg.seed, n_estimators=cfg.dci_estimators)
         return rows

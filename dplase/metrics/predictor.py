@@ -1,11 +1,15 @@
 """Factor predictor: a small CNN trained on a dataset's real images to read its generating factors back.
 
 One head per factor: categorical factors are classified (cross-entropy), continuous ones regressed on targets
-normalised to zero mean / unit variance over their range. Cyclic factors (``FactorSpec.period`` set, e.g.
-orientation) are regressed through (cos, sin) of ``symmetry`` times the angle: a square looks the same every
-90° and an ellipse every 180°, so only the angle modulo period / 4 is identifiable from every sprite. With the
-default ``symmetry=4`` the predictor therefore reports orientation modulo 90° (for all shapes), and its
-held-out R² is measured on that (cos, sin) embedding.
+normalised to zero mean / unit variance over their range. Cyclic factors (``FactorSpec.period`` P set, e.g.
+orientation) are regressed through the embedding (cos, sin) of s·2π·θ/P, with s the fold of the row's
+symmetry: a square looks the same every 90° (s = 4), an ellipse every 180° (s = 2), a heart only every 360°
+(s = 1), so only θ modulo P / s is identifiable. The fold comes from the factor named by the spec's
+``symmetry_by`` (its code indexes ``symmetries``; the built-in shapes: `dplase.data.shapes.SHAPE_SYMMETRY`),
+else it is 1. Training targets use each row's true fold; at prediction time the fold is that of the predicted
+``symmetry_by`` class, and the reported value is θ modulo P / s. The loss of a cyclic factor is the MSE of the
+embedding (mean over rows and both components); its held-out R² is the pooled R² of that embedding against
+the targets (true folds).
 
 The trained predictor is an artifact of kind "predictor" whose metadata carries the factor specs, the dataset
 config and the held-out accuracy / R² per factor. Its penultimate layer (`features`) is the "domain" feature
@@ -28,8 +32,6 @@ from torch import nn
 
 from dplase.artifacts import load_artifact, save_artifact
 
-DEFAULT_SYMMETRY = 4
-
 
 def _spec_dict(spec: Any) -> dict[str, Any]:
     """A FactorSpec (or dict) as a plain dict."""
@@ -43,14 +45,16 @@ class Predictions:
     """Per-factor predictions for N images.
 
     ``values``: categorical -> class index (N,), continuous -> value in the factor's units (N,), cyclic ->
-    angle modulo period / symmetry (N,). ``probs``: categorical factors -> class probabilities (N, C).
-    ``embeddings``: cyclic factors -> the regressed (cos, sin) of symmetry x angle (N, 2), not normalised
-    (its length shrinks where the predictor is unsure; normalise it for an angle).
+    angle modulo period / fold (N,). ``probs``: categorical factors -> class probabilities (N, C).
+    ``embeddings``: cyclic factors -> the regressed (cos, sin) of fold x 2π x angle / period (N, 2), not
+    normalised (its length shrinks where the predictor is unsure; normalise it for an angle). ``folds``: cyclic
+    factors -> the fold s used for each row (N,) int64 (from the predicted ``symmetry_by`` class, else 1).
     """
 
     values: dict[str, torch.Tensor]
     probs: dict[str, torch.Tensor] = field(default_factory=dict)
     embeddings: dict[str, torch.Tensor] = field(default_factory=dict)
+    folds: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> torch.Tensor:
         return self.values[name]
@@ -64,15 +68,15 @@ class FactorPredictor(nn.Module):
     """CNN backbone -> ``feature_dim`` penultimate features -> one head per factor."""
 
     def __init__(self, channels: int, image_size: int, factor_specs: list[Any], width: int = 8,
-                 feature_dim: int = 256, symmetry: int = DEFAULT_SYMMETRY) -> None:
+                 feature_dim: int = 256) -> None:
         super().__init__()
         if image_size not in (8, 16, 32, 64, 128):
             raise ValueError(f"FactorPredictor supports image sizes 8..128 (powers of two), got {image_size}")
         self.channels, self.image_size, self.width, self.feature_dim = channels, image_size, width, feature_dim
-        self.symmetry = int(symmetry)
         self.specs = [_spec_dict(s) for s in factor_specs]
         if not self.specs:
             raise ValueError("FactorPredictor needs at least one factor")
+        self._check_symmetries()
         # 3x3 conv + max-pool stages down to 4x4: max-pooling makes small-sprite shape cues learnable in
         # ~1000 steps, where strided 4x4 convolutions stayed near chance for 2000 steps
         layers: list[nn.Module] = []
@@ -101,6 +105,28 @@ class FactorPredictor(nn.Module):
                 return s
         raise KeyError(f"predictor has no factor '{name}'; it knows {', '.join(self.factor_names)}")
 
+    def _check_symmetries(self) -> None:
+        """Every ``symmetry_by`` names a categorical factor of this predictor with one fold per code."""
+        for s in self.specs:
+            by = s.get("symmetry_by")
+            if not s.get("period") or by is None:
+                continue
+            other = next((o for o in self.specs if o["name"] == by), None)
+            if other is None or other["kind"] != "categorical":
+                raise ValueError(f"factor {s['name']!r}: symmetry_by {by!r} is no categorical factor of the predictor")
+            if len(s["symmetries"]) != int(other["n_values"]):
+                raise ValueError(f"factor {s['name']!r}: {len(s['symmetries'])} symmetries for the "
+                                 f"{other['n_values']} values of {by!r}")
+
+    @staticmethod
+    def folds(spec: dict[str, Any], codes: torch.Tensor | np.ndarray | None, n: int) -> torch.Tensor:
+        """Fold per row (N,) int64 of a cyclic factor from the codes of its ``symmetry_by`` factor (1 without)."""
+        table = spec.get("symmetries")
+        if spec.get("symmetry_by") is None or table is None or codes is None:
+            return torch.ones(n, dtype=torch.int64)
+        codes = torch.as_tensor(np.asarray(codes, dtype=np.float64)).round().long().clamp(0, len(table) - 1)
+        return torch.tensor([int(k) for k in table], dtype=torch.int64)[codes]
+
     @staticmethod
     def _center_scale(spec: dict[str, Any]) -> tuple[float, float]:
         """Normalisation of a continuous factor: a uniform distribution over [low, high]."""
@@ -115,8 +141,9 @@ class FactorPredictor(nn.Module):
             if s["kind"] == "categorical":
                 out[s["name"]] = col.round().long()
             elif s.get("period"):
-                angle = col * (2 * math.pi * self.symmetry / float(s["period"]))
-                out[s["name"]] = torch.stack([angle.cos(), angle.sin()], dim=1).float()
+                by = s.get("symmetry_by")
+                folds = self.folds(s, factors[by] if by is not None else None, len(col))
+                out[s["name"]] = periodic_embedding(col, float(s["period"]), folds).float()
             else:
                 center, scale = self._center_scale(s)
                 out[s["name"]] = ((col - center) / scale).float()
@@ -163,10 +190,12 @@ class FactorPredictor(nn.Module):
                 probs = raw.softmax(dim=1)
                 preds.probs[name], preds.values[name] = probs, probs.argmax(dim=1)
             elif s.get("period"):
-                preds.embeddings[name] = raw
-                reduced = float(s["period"]) / self.symmetry
-                angle = torch.atan2(raw[:, 1], raw[:, 0]).remainder(2 * math.pi)
-                preds.values[name] = angle * reduced / (2 * math.pi)
+                by = s.get("symmetry_by")
+                codes = torch.cat(chunks[by]).argmax(dim=1) if by is not None and chunks[by] else None
+                folds = self.folds(s, codes, len(raw))
+                angle = torch.atan2(raw[:, 1], raw[:, 0]).double().remainder(2 * math.pi)
+                preds.embeddings[name], preds.folds[name] = raw, folds
+                preds.values[name] = angle * float(s["period"]) / (2 * math.pi * folds)
             else:
                 center, scale = self._center_scale(s)
                 preds.values[name] = raw.squeeze(1).double() * scale + center
@@ -184,7 +213,8 @@ class FactorPredictor(nn.Module):
     # --- held-out scores ----------------------------------------------------------------------------
     @torch.no_grad()
     def score(self, images: torch.Tensor, factors: pd.DataFrame) -> dict[str, dict[str, float]]:
-        """Held-out accuracy (categorical) or R² (continuous; cyclic: R² of the (cos, sin) embedding)."""
+        """Held-out accuracy (categorical) or R² (continuous; cyclic: R² of the (cos, sin) embedding, per-row
+        folds from the true ``symmetry_by`` codes)."""
         preds = self.predict(images)
         targets = self.targets(factors)
         scores: dict[str, dict[str, float]] = {}
@@ -193,8 +223,7 @@ class FactorPredictor(nn.Module):
             if s["kind"] == "categorical":
                 scores[name] = {"accuracy": float((preds.values[name] == targets[name]).double().mean())}
             elif s.get("period"):
-                scores[name] = {"r2": _r2(preds.embeddings[name].double(), targets[name].double()),
-                                "symmetry": self.symmetry}
+                scores[name] = {"r2": _r2(preds.embeddings[name].double(), targets[name].double())}
             else:
                 truth = torch.tensor(np.asarray(factors[name], dtype=np.float64))
                 scores[name] = {"r2": _r2(preds.values[name].double(), truth)}
@@ -203,7 +232,7 @@ class FactorPredictor(nn.Module):
     # --- persistence --------------------------------------------------------------------------------
     def arch(self) -> dict[str, Any]:
         return {"channels": self.channels, "image_size": self.image_size, "width": self.width,
-                "feature_dim": self.feature_dim, "symmetry": self.symmetry}
+                "feature_dim": self.feature_dim}
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write as a "predictor" artifact (weights + arch + factor specs + held-out metrics in meta)."""
@@ -215,10 +244,28 @@ class FactorPredictor(nn.Module):
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> FactorPredictor:
         """Load a predictor artifact (weights_only; clear error for a foreign file)."""
         tensors, meta = load_artifact(path, kind="predictor")
-        net = cls(factor_specs=meta["factor_specs"], **meta["arch"])
+        arch, specs = dict(meta["arch"]), [dict(s) for s in meta["factor_specs"]]
+        legacy = int(arch.pop("symmetry", 1))  # older predictors: one global fold for every cyclic factor
+        for s in specs:
+            if s.get("period") and legacy != 1:  # the same embedding, as a plain period
+                s["period"], s["symmetry_by"], s["symmetries"] = float(s["period"]) / legacy, None, None
+        net = cls(factor_specs=specs, **arch)
         net.load_state_dict(tensors["state"])
         net.meta = {k: v for k, v in meta.items() if k not in ("arch", "factor_specs")}
         return net.to(device).eval()
+
+
+def periodic_embedding(values: torch.Tensor, period: float, folds: torch.Tensor | int = 1) -> torch.Tensor:
+    """(cos, sin) of folds x 2π x values / period, (N, 2) float64: the target of a cyclic factor."""
+    angle = torch.as_tensor(values).double() * (2 * math.pi / float(period))
+    angle = angle * torch.as_tensor(folds).double()
+    return torch.stack([angle.cos(), angle.sin()], dim=1)
+
+
+def circular_difference(a: torch.Tensor, b: torch.Tensor, period: torch.Tensor | float) -> torch.Tensor:
+    """|a - b| on a circle of circumference ``period`` (elementwise), in [0, period / 2]."""
+    d = (torch.as_tensor(a).double() - torch.as_tensor(b).double()).remainder(torch.as_tensor(period).double())
+    return torch.minimum(d, torch.as_tensor(period).double() - d)
 
 
 def _r2(pred: torch.Tensor, truth: torch.Tensor) -> float:
@@ -240,7 +287,7 @@ def split_indices(n_items: int, n_test: int, seed: int) -> tuple[torch.Tensor, t
 def train_predictor(
     dataset: Any, steps: int = 3000, seed: int = 0, device: str | torch.device = "cpu", batch_size: int = 64,
     lr: float = 1e-3, n_test: int = 2000, width: int = 8, feature_dim: int = 256,
-    symmetry: int = DEFAULT_SYMMETRY, checkpoint_path: str | os.PathLike | None = None,
+    checkpoint_path: str | os.PathLike | None = None,
     checkpoint_every: int = 500, progress: bool = True,
 ) -> FactorPredictor:
     """Train a FactorPredictor on ``dataset`` (a dplase.data ImageDataset) and score it on held-out items.
@@ -252,7 +299,7 @@ def train_predictor(
 
     torch.manual_seed(seed)  # weight init; the loop's per-step generators handle everything after
     net = FactorPredictor(dataset.channels, dataset.image_size, dataset.factor_specs, width=width,
-                          feature_dim=feature_dim, symmetry=symmetry).to(device)
+                          feature_dim=feature_dim).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     pool, test_idx = split_indices(len(dataset), n_test, seed)
 

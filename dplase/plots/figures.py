@@ -110,7 +110,7 @@ def fid_vs_step(metrics: pd.DataFrame) -> Figure:
     for ax, dataset in zip(axes, datasets, strict=True):
         part = data[data["dataset"] == dataset]
         sns.lineplot(part, x="step", y="value", hue="variant", style="walk", markers=True, errorbar=("ci", 95),
-                     ax=ax, legend=_legend(ax, axes))
+                     seed=0, ax=ax, legend=_legend(ax, axes))
         ax.set(title=f"dataset: {dataset}", xlabel="|ε| (step size along the walk)",
                ylabel=f"FID ({extractor} features)")
     _legend_outside(axes[-1])
@@ -130,8 +130,8 @@ def density_vs_step(metrics: pd.DataFrame) -> Figure:
         return _empty(fig, axes[0], "no density rows in the results table (metric group 'density' not evaluated)")
     for ax, name in zip(axes, names, strict=True):
         part = data[data["metric"] == name]
-        sns.lineplot(part, x="step", y="value", hue="variant", style="walk", errorbar=("ci", 95), ax=ax,
-                     legend=_legend(ax, axes))
+        sns.lineplot(part, x="step", y="value", hue="variant", style="walk", errorbar=("ci", 95), seed=0,
+                     ax=ax, legend=_legend(ax, axes))
         ax.set(xlabel="ε (signed step)", ylabel=METRIC_LABELS[name], title=METRIC_LABELS[name])
     _legend_outside(axes[-1])
     return fig
@@ -196,30 +196,67 @@ def ablation_table(metrics: pd.DataFrame, names: Sequence[str] = DEFAULT_ABLATIO
     summary = data["direction"].isna() & data["step"].isna()
     has_summary = summary.groupby([data["run_id"], data["metric"]]).transform("any")
     data = data[summary | ~has_summary]
-    keys = ["run_id", "dataset", "method", "train_walk", "seed", "lambda", "zeta", "metric"]
+    keys = ["run_id", "dataset", "method", "train_walk", "model_seed", "seed", "lambda", "zeta", "metric"]
     return data.groupby(keys, dropna=False, sort=True)["value"].mean().reset_index()
 
 
+def ablation_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """`ablation_table` per (metric, dataset, training walk): the runs of one replicate (model_seed, seed)
+    averaged first (a lambda/zeta grid is not replication), then the mean over replicates, their count and
+    the 95% Student-t interval (NaN bounds below two replicates: no error bar is drawn then)."""
+    from dplase.plots.recovery import REPLICATE, t_interval
+
+    keys = ["metric", "dataset", "train_walk"]
+    finite = table[np.isfinite(table["value"].to_numpy(dtype=float))]
+    reps = finite.groupby([*keys, *REPLICATE], dropna=False, sort=True)["value"].mean().reset_index()
+    rows = []
+    for key, part in reps.groupby(keys, dropna=False, sort=True):
+        values = part["value"].to_numpy(dtype=float)
+        low, high = t_interval(values)
+        rows.append({**dict(zip(keys, key, strict=True)), "mean": float(values.mean()),
+                     "n_replicates": len(values), "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows, columns=[*keys, "mean", "n_replicates", "ci_low", "ci_high"])
+
+
 def ablation(metrics: pd.DataFrame, names: Sequence[str] = DEFAULT_ABLATION_METRICS) -> Figure:
-    """Bars of each metric per training walk (none / analytic / learned), 95% bootstrap CI over runs."""
+    """Bars of each metric per training walk (none / analytic / learned) and dataset: the mean over replicates,
+    whiskers the 95% Student-t interval over replicates where there are at least two (`ablation_summary`)."""
     sns = _style()
     table = ablation_table(metrics, names)
-    present = [n for n in names if n in set(table["metric"])]
+    summary = ablation_summary(table)
+    present = [n for n in names if n in set(summary["metric"])]
     cols = max(len(present), 1)
     fig = Figure(figsize=(3.3 * cols + 2.0, 4.6), layout="constrained")
     axes = fig.subplots(1, cols, squeeze=False)[0]
     method = ", ".join(sorted(table["method"].unique())) or "dplase"
-    fig.suptitle(f"Density ablation ({method}): metric per training walk; bars = mean, whiskers = 95% CI over "
-                 f"seeds and grid")
-    if table.empty:
+    fig.suptitle(f"Density ablation ({method}): bars = mean over replicates (n under each bar), whiskers = 95% "
+                 f"t-interval over replicates (none for n = 1)")
+    if summary.empty:
         return _empty(fig, axes[0], "no rows for the ablation metrics " + ", ".join(names))
-    order = [w for w in ("linear", "norm", "learned") if w in set(table["train_walk"])]
+    order = [w for w in ("linear", "norm", "learned") if w in set(summary["train_walk"])]
+    datasets = sorted(summary["dataset"].dropna().unique())
+    colours = sns.color_palette(n_colors=max(len(datasets), 1))
+    width = 0.8 / max(len(datasets), 1)
     for ax, name in zip(axes, present, strict=True):
-        part = table[table["metric"] == name]
-        sns.barplot(part, x="train_walk", y="value", hue="dataset", order=order, errorbar=("ci", 95), seed=0,
-                    ax=ax, legend=_legend(ax, axes), capsize=0.15)
+        part = summary[summary["metric"] == name]
+        for d, dataset in enumerate(datasets):
+            rows = part[part["dataset"] == dataset].set_index("train_walk").reindex(order)
+            x = np.arange(len(order)) - 0.4 + width * (d + 0.5)
+            ax.bar(x, rows["mean"], width, color=colours[d], label=dataset)
+            has_ci = rows["ci_low"].notna().to_numpy()
+            if has_ci.any():
+                ax.errorbar(x[has_ci], rows["mean"][has_ci],
+                            yerr=[(rows["mean"] - rows["ci_low"])[has_ci],
+                                  (rows["ci_high"] - rows["mean"])[has_ci]],
+                            fmt="none", ecolor="black", capsize=3, linewidth=1)
+            for xi, n in zip(x, rows["n_replicates"], strict=True):
+                if pd.notna(n):
+                    ax.annotate(f"n={int(n)}", (xi, 0), xytext=(0, 2), textcoords="offset points", ha="center",
+                                fontsize=6, color="white")
         ax.set_xticks(range(len(order)), [WALK_LABELS[w] for w in order], fontsize=8)
         ax.set(title=name, xlabel="training walk", ylabel=METRIC_LABELS.get(name, name))
+        if ax is axes[-1]:
+            ax.legend(title="dataset")
     _legend_outside(axes[-1])
     return fig
 

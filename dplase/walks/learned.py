@@ -12,6 +12,10 @@
   hyperplane orthogonal to it; a small proximity cost mean ||C||^2 picks the nearest such point on the start
   point's iso-density surface.
 
+C trains on steps eps ~ U(-T, T) of the one step range (`dplase.walks.steps`; DP-LaSE's T, the prior's by
+default) and sees eps / T; the evaluation grid defaults to the same T, so the walk is scored where it was
+trained (larger steps only on request, their rows marked ``extrapolated``).
+
 `dplase.walks.validation` trains both on a known prior and measures how well they do.
 """
 

@@ -90,6 +90,11 @@ rule compare_methods:
         out=stage_output("compare_methods", "out"),
         table=stage_output("compare_methods", "table"),
         paired=stage_output("compare_methods", "paired"),
+        html=report(
+            stage_output("compare_methods", "html"),
+            caption="../report/comparison.rst",
+            category="Method comparison",
+        ),
     log:
         "results/logs/compare_methods.log",
     benchmark:
