@@ -150,7 +150,7 @@ def plot_traversal_job(
     group: int | None = None, device: str = "cpu", warn: Callable[[str], None] = log.warning,
 ) -> Path:
     """Draw a traversal grid to ``out``: rows = directions (the first ``k``), columns = the evaluation's step
-    grid over [-max_eps, max_eps] (None: the run's trained range, as the evaluation grid), from one seeded start
+    grid over [-max_eps, max_eps] (None: the prior's T, as the evaluation grid), from one seeded start
     latent; ``group`` edits only that channel subspace.
     For a generator with planted directions, each row also shows the oracle's traversal of its matched factor."""
     from dplase.directions import DirectionSet
@@ -168,10 +168,10 @@ def plot_traversal_job(
     if group is not None and group >= direction_set.channel_masks.shape[1]:
         raise ValueError(f"--group must be < {direction_set.channel_masks.shape[1]} (number of subspace groups)")
     walk_fn = walk_for(direction_set, walk, device=device)
-    if max_eps is None:
-        from dplase.walks.steps import trained_range
+    if max_eps is None:  # the evaluation grid's default: T of the prior, the one step range
+        from dplase.walks.steps import max_step
 
-        max_eps = trained_range(direction_set, adapter.prior)
+        max_eps = max_step(adapter.prior)
     oracle = hasattr(adapter, "planted_directions")  # the truth is known: show it beside each direction
     path, rows, cols = save_traversal_grid(out, adapter, direction_set, walk_fn, n_steps, max_eps, k, seed, group,
                                            walk, oracle=oracle)

@@ -146,8 +146,26 @@ def read_table(path: str | os.PathLike) -> pa.Table:
     except (pa.ArrowInvalid, OSError) as err:
         raise ResultsSchemaError(f"{path}: not a readable Parquet file: {err}") from err
     if not table.schema.equals(RESULTS_SCHEMA):  # ignores the pandas metadata
+        table = _upgrade(table)
         _check_schema(table.schema, str(path))
     return table.replace_schema_metadata(None)
+
+
+#: columns added to the schema after files were written without them (all nullable): older files read with
+#: these columns null, so an existing results tree still collects
+ADDED_COLUMNS = ("extrapolated", "note")
+
+
+def _upgrade(table: pa.Table) -> pa.Table:
+    """A table of an earlier schema version (lacking only `ADDED_COLUMNS`) with those columns as nulls, in
+    schema order; any other table unchanged (the schema check then names what differs)."""
+    missing = [n for n in RESULTS_SCHEMA.names if n not in table.schema.names]
+    if not missing or not set(missing) <= set(ADDED_COLUMNS):
+        return table
+    for name in missing:
+        field = RESULTS_SCHEMA.field(name)
+        table = table.append_column(field, pa.nulls(len(table), type=field.type))
+    return table.select(list(RESULTS_SCHEMA.names))
 
 
 def read_results(path: str | os.PathLike) -> pd.DataFrame:

@@ -254,3 +254,12 @@ def test_nan_metrics_are_explained_not_averaged(frame):
     assert f"**Flag:** dci_disentanglement: NaN ({reason})" in m2
     assert "NaN" not in text.split("## shapes / m2")[0]  # only the model that has the NaN rows says so
     assert reason in compare.comparison_html(table, paired, "dplase (norm)", undefined=notes)
+
+
+def test_extrapolated_steps_are_not_the_summary(frame):
+    base = frame[frame["run_id"] == "m1-oracle-linear-0-0-None"]
+    far = base[(base["metric"] == "fid") & (base["step"] == 2.0)].assign(step=3.0, value=1e6, extrapolated=True)
+    inside = base.assign(extrapolated=False)  # every measured step inside the trained range
+    before = compare.summary_metrics(base)
+    after = compare.summary_metrics(pd.concat([inside, far], ignore_index=True))
+    pd.testing.assert_frame_equal(before.reset_index(drop=True), after.reset_index(drop=True))

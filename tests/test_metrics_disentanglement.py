@@ -226,8 +226,8 @@ def torch_equal(a, b) -> bool:
 
 
 def test_one_factor_scores_are_nan_rows_with_the_reason() -> None:
-    """Digits has one factor: mig / dci_* / modularity rows are NaN with the reason, n_samples the whole
-    dataset, and no code encoder is trained (nothing reaches the generator)."""
+    """Digits has one factor: mig / dci_* / modularity rows are NaN with the reason and no sample count (nothing
+    was scored), and no code encoder is trained (nothing reaches the generator)."""
     import math
     from types import SimpleNamespace
 
@@ -244,7 +244,7 @@ def test_one_factor_scores_are_nan_rows_with_the_reason() -> None:
     assert set(by_name) == {*dis.SCORES, "encoder_r2"}
     for name in dis.SCORES:
         assert math.isnan(by_name[name]["value"]) and "need at least 2 factors" in by_name[name]["note"]
-        assert by_name[name]["n_samples"] == len(digits) == 1797
+        assert by_name[name]["n_samples"] is None
     assert math.isnan(by_name["encoder_r2"]["value"]) and "no code encoder" in by_name["encoder_r2"]["note"]
 
 
@@ -262,7 +262,7 @@ def test_one_factor_exact_ceiling_is_nan_rows_with_the_reason() -> None:
     rows = exact_ceiling(gen, directions, gen.prior.sample(200, 0), sizes)
     assert [r["metric"] for r in rows] == [f"{name}_exact" for name in dis.SCORES]
     assert all(math.isnan(r["value"]) and "need at least 2 factors" in r["note"] for r in rows)
-    assert [r["n_samples"] for r in rows] == [200, 150, 150, 150, 150, 200]
+    assert [r["n_samples"] for r in rows] == [None] * len(dis.SCORES)
 
 
 def test_scores_use_the_planned_rows() -> None:
@@ -279,4 +279,31 @@ def test_scores_use_the_planned_rows() -> None:
     rows = {r["metric"]: r for r in dis.score_rows(scores, sizes, 4, 3)}
     assert rows["mig"]["n_samples"] == 10_000 and rows["mig"]["note"] is None
     assert rows["dci_completeness"]["n_samples"] == 450
+    assert rows["dci_informativeness_train"]["n_samples"] == 300
+    assert rows["dci_informativeness_test"]["n_samples"] == 150
     assert rows["dci_completeness"]["note"] == "importances on 300 rows, informativeness_test on 150 others"
+
+
+def test_periodic_factor_is_scored_on_the_circle() -> None:
+    """Orientation-like factor: 40 codes on a circle, encoded exactly by (cos, sin) codes plus a noise code.
+    Regressing the code number from them is wrong at the wrap (code 39 is next to 0); regressing (cos, sin) is
+    exact. Lasso (linear) shows it plainly: R² ~ 1 on the circle, far lower on the code number."""
+    from dplase.data.shapes import ShapesDataset
+
+    rng = np.random.default_rng(3)
+    n = 900
+    angle_code = rng.integers(0, 40, n)
+    other = rng.integers(0, 6, n)
+    theta = 2 * np.pi * angle_code / 40
+    codes = np.stack([np.cos(theta), np.sin(theta), other + 0.01 * rng.normal(size=n), rng.normal(size=n)], 1)
+    factors = np.stack([angle_code, other], 1)
+    flat = dis.dci(codes, factors, importance="lasso", n_train=600)
+    circle = dis.dci(codes, factors, importance="lasso", n_train=600, periodic=[40, None])
+    assert circle["informativeness_test"] > 0.99 and flat["informativeness_test"] < 0.8
+    assert circle["disentanglement"] > 0.95
+    gbt = dis.dci(codes, factors, n_train=600, n_estimators=50, ordinal=[True, True], periodic=[40, None])
+    assert gbt["informativeness_test"] > 0.95 and gbt["disentanglement"] > 0.9
+    # the shapes dataset's orientation covers its whole period: 40 codes on the circle; nothing else is periodic
+    specs = ShapesDataset(image_size=32).factor_specs
+    assert dict(zip([s.name for s in specs], dis.periodic_factors(specs), strict=True)) == {
+        "shape": None, "scale": None, "orientation": 40, "pos_x": None, "pos_y": None}

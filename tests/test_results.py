@@ -110,3 +110,18 @@ def test_collect_cli_walks_folders(tmp_path) -> None:
     empty.mkdir()
     result = CliRunner().invoke(main, ["collect", str(empty), "--out", str(out)])
     assert result.exit_code == 2 and "no files matching '*.parquet' found" in result.output
+
+
+def test_files_of_the_schema_before_extrapolated_and_note_still_read(tmp_path):
+    from dplase.results import ADDED_COLUMNS, RESULTS_SCHEMA, read_results, to_table
+
+    frame = make_rows({"run_id": "r1", "method": "sefa"}, [{"metric": "mig", "value": 0.5, "n_samples": 10}])
+    old = to_table(frame).drop_columns(list(ADDED_COLUMNS))
+    pq.write_table(old, tmp_path / "old.parquet")
+    back = read_results(tmp_path / "old.parquet")
+    assert list(back.columns) == RESULTS_SCHEMA.names and back["note"].isna().all()
+    assert back["value"].tolist() == [0.5]
+    foreign = old.drop_columns(["metric"])  # anything else missing is still refused, by name
+    pq.write_table(foreign, tmp_path / "foreign.parquet")
+    with pytest.raises(ResultsSchemaError, match="missing metric"):
+        read_results(tmp_path / "foreign.parquet")

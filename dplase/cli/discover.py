@@ -185,8 +185,8 @@ def discover(ctx: click.Context, generator_path: str, method: str, out: Path, se
 @click.option("--n-steps", type=click.IntRange(min=2), default=7, show_default=True,
               help="Columns (steps); an even number gets a 0 column added.")
 @click.option("--max-eps", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Largest |step|; columns span [-max-eps, max-eps]  [default: the directions' trained step "
-                   "range, as the evaluation grid]")
+              help="Largest |step|; columns span [-max-eps, max-eps]  [default: the prior's T, the step range "
+                   "the methods train on and the evaluation grid spans]")
 @click.option("--walk", type=click.Choice(list(WALKS)), help="Walk to use (default: the DirectionSet's).")
 @click.option("--k", type=click.IntRange(min=1), help="Show only the first K directions (highest scores).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the start latent.")

@@ -112,7 +112,13 @@ def train_predictor(ctx: click.Context, dataset: str, image_size: int, out: Path
                    "larger value extrapolates, its rows past the trained range marked extrapolated].")
 @click.option("--n-real", type=click.IntRange(min=10), default=2000, show_default=True,
               help="Real images (FID reference, attribute scales; the disentanglement codes draw their "
-                   "own: EvalConfig n_mig / n_dci_train / n_dci_test).")
+                   "own: --n-mig, --n-dci-train, --n-dci-test).")
+@click.option("--n-mig", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="Real images (without replacement) for MIG and modularity; a smaller dataset is used whole.")
+@click.option("--n-dci-train", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="Real images for the DCI importances.")
+@click.option("--n-dci-test", type=click.IntRange(min=1), default=5_000, show_default=True,
+              help="Further real images for DCI's test informativeness.")
 @click.option("--encoder-steps", type=click.IntRange(min=0), default=600, show_default=True,
               help="Training steps of the code encoder (disentanglement protocol).")
 @click.option("--rca-steps", type=click.IntRange(min=0), default=400, show_default=True,
@@ -133,7 +139,8 @@ def train_predictor(ctx: click.Context, dataset: str, image_size: int, out: Path
 @click.pass_context
 def evaluate(ctx: click.Context, generator_path: str, directions_path: str, predictor_path: str, out: Path,
              metrics: tuple[str, ...], walks: tuple[str, ...] | None, n_samples: int, n_steps: int,
-             max_eps: float | None, n_real: int, encoder_steps: int, rca_steps: int, dci_importance: str, seed: int,
+             max_eps: float | None, n_real: int, n_mig: int, n_dci_train: int, n_dci_test: int,
+             encoder_steps: int, rca_steps: int, dci_importance: str, seed: int,
              extractor: str, inception_weights: str | None, run_id: str | None, params_json: str | None,
              device: str, progress: bool) -> None:
     """Evaluate a DirectionSet: attribute change, disentanglement, FID, density and RCA, as long-format Parquet.
@@ -158,7 +165,8 @@ def evaluate(ctx: click.Context, generator_path: str, directions_path: str, pred
     params = _parse_params(ctx, params_json)
     evaluation = {"metrics": metrics, "n_samples": n_samples, "seed": seed, "max_eps": max_eps, "n_steps": n_steps,
                   "walks": walks, "extractor": extractor, "inception_weights": inception_weights, "n_real": n_real,
-                  "encoder_steps": encoder_steps, "rca_steps": rca_steps, "dci_importance": dci_importance}
+                  "encoder_steps": encoder_steps, "rca_steps": rca_steps, "dci_importance": dci_importance,
+                  "n_mig": n_mig, "n_dci_train": n_dci_train, "n_dci_test": n_dci_test}
     start = time.perf_counter()
     try:
         evaluate_job(evaluation=evaluation, generator=generator_path, directions=directions_path,

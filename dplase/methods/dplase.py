@@ -339,7 +339,7 @@ class DPLaSETrainer:
         return torch.stack(masks)
 
     def extra(self) -> dict[str, Any]:
-        extra: dict[str, Any] = {"max_step": torch.tensor(self.max_step)}
+        extra: dict[str, Any] = {"max_step": torch.tensor(self.max_step, dtype=torch.float64)}
         if self.density is not None:
             extra["correction"] = correction_state(self.density.correction)
             cdf = self.density.cdf

@@ -4,29 +4,9 @@ Public functions take numpy arrays: ``codes`` (N x K, real) and ``factors`` (N x
 floats, so they can be checked against any other implementation:
 - `mig`: mutual information gap, codes discretised into 20 equal-width bins per code (np.histogram edges),
   MI and factor entropies with sklearn's ``mutual_info_score`` (nats), gap normalised by the factor entropy;
-- `dci`: importance matrix (codes x factors) from gradient-boosted trees (``feature_importances_``, default) or
-  lasso coefficients; disentanglement = per-code 1 - entropy over factors (base F) weighted by code importance;
-  completeness = per-factor 1 - entropy over codes (base K) weighted by factor importance;
+- `dci`: importance matrix (codes x factors) from gradient-boosted trees or lasso coefficients, with its
+  deviation from disentanglement_lib for speed (regression trees for ordinal factors): `dplase.metrics.dci`;
 - `modularity`: Ridgeway & Zemel's score on the same discretised mutual information.
-
-DCI importances, a deviation from disentanglement_lib made for speed (``importance="gbt"`` with ``ordinal``
-flags, what `disent_metric` and the exact ceiling use): an ordinal factor (a continuous factor's grid code:
-scale, orientation, positions) is fitted by sklearn's GradientBoostingRegressor (squared error on the code, one
-tree per iteration), a categorical one by GradientBoostingClassifier as in disentanglement_lib (one tree per
-class and iteration); both with sklearn's defaults (100 iterations, depth 3, learning rate 0.1), importances their
-``feature_importances_``. A regressor's informativeness is the accuracy of its prediction rounded to the nearest
-code (clipped to the codes seen in training), so the column stays an accuracy; with few iterations (tests use
-5-10) the shrunken fit has not converged and this accuracy is low, at 100 it matches the classifiers'.
-Measured (one thread on 2 shared cores, 6 codes, shapes' factor grids 3 x 6 x 40 x 32 x 32, codes = factors +
-noise and one pure-noise code): classifiers everywhere take 29 s per DCI call at 667 / 333 rows and about 300 s
-at 10,000 / 5,000 (113 classes, ~1.1 ms per tree); the default 1 s and 13-24 s. It also scores known cases
-closer to their truth: disentanglement 0.98 against the classifiers' 0.50 at 667 rows on the case above (40-
-and 32-class classifiers fit the noise code), 0.996 against 0.91 (10 iterations) at 10,000; on the planted
-generator's exact codes rotated 45 degrees within two factor pairs (truth 0.655: four codes split evenly between
-two of five factors, one pure) 0.654 against the classifiers' 0.298 (500 codes, 10 iterations). Histogram
-boosting (HistGradientBoosting*, gain importances summed over its trees) was 2.7 s at 10,000 / 5,000 but has
-no public importances and scored the known case lower (0.979). ``importance="gbt_classifier"``, or ``gbt``
-without ``ordinal``, is disentanglement_lib's classifier for every factor.
 
 Sample sizes (`plan_sizes`): MIG and modularity on ``n_mig`` codes, DCI importances on ``n_train`` and
 informativeness on ``n_test`` further ones, all drawn without replacement; a dataset smaller than the request is
@@ -49,36 +29,27 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.stats
 import torch
 from sklearn.metrics import mutual_info_score
 
 from dplase.data.base import sample_without_replacement
 from dplase.metrics.context import EvalContext, Row
+from dplase.metrics.dci import (  # re-exported: DCI is one of this module's scores
+    IMPORTANCES,
+    dci,
+    dci_from_importance,
+    importance_matrix,
+    ordinal_factors,
+    periodic_factors,
+)
+from dplase.metrics.dci import check_inputs as _check
 
 N_BINS = 20
 #: every score `disentanglement_scores` returns, in order
 SCORES = ("mig", "dci_disentanglement", "dci_completeness", "dci_informativeness_train",
           "dci_informativeness_test", "modularity")
-IMPORTANCES = ("gbt", "gbt_classifier", "lasso")
 #: real images per dataset.get / encoder call when encoding the disentanglement draw
 ENCODE_BATCH = 1024
-
-
-def _check(codes: np.ndarray, factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    codes = np.asarray(codes, dtype=np.float64)
-    factors = np.asarray(factors)
-    if codes.ndim != 2 or factors.ndim != 2:
-        raise ValueError(f"codes and factors must be 2-D (N x K, N x F), got {codes.shape} and {factors.shape}")
-    if len(codes) != len(factors):
-        raise ValueError(f"codes and factors need the same number of rows, got {len(codes)} and {len(factors)}")
-    if len(codes) < 2:
-        raise ValueError("need at least 2 samples")
-    if factors.dtype.kind == "f":
-        if not np.all(np.isfinite(factors)) or np.any(factors != np.round(factors)):
-            raise ValueError("factors must be integer codes; discretise continuous factors first "
-                             "(e.g. FactorSpec.codes)")
-    return codes, factors.astype(np.int64)
 
 
 def discretize(codes: np.ndarray, n_bins: int = N_BINS) -> np.ndarray:
@@ -136,95 +107,6 @@ def modularity(codes: np.ndarray, factors: np.ndarray, n_bins: int = N_BINS) -> 
     return float(np.mean(score))
 
 
-def _rounded_accuracy(pred: np.ndarray, y: np.ndarray, lo: int, hi: int) -> float:
-    return float(np.mean(np.clip(np.round(pred), lo, hi) == y))
-
-
-def importance_matrix(
-    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
-    importance: str = "gbt", seed: int = 0, n_estimators: int = 100, alpha: float = 0.01,
-    ordinal: Sequence[bool] | None = None,
-) -> tuple[np.ndarray, float, float]:
-    """K x F importances and mean train / test informativeness (accuracy for gbt, R² for lasso).
-
-    ``ordinal[j]``: factor j's codes are ordered (a continuous factor's grid), so gbt regresses it (see the
-    module); None: every factor categorical. ``gbt_classifier`` ignores it."""
-    from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
-    from sklearn.linear_model import Lasso
-
-    if importance not in IMPORTANCES:
-        raise ValueError(f"unknown DCI importance '{importance}'; choose {', '.join(IMPORTANCES)}")
-    k, f = x_train.shape[1], y_train.shape[1]
-    ordinal = [False] * f if ordinal is None or importance == "gbt_classifier" else [bool(o) for o in ordinal]
-    if len(ordinal) != f:
-        raise ValueError(f"ordinal has {len(ordinal)} flags for {f} factors")
-    imp = np.zeros((k, f))
-    train_scores, test_scores = [], []
-    if importance == "lasso":
-        mean, std = x_train.mean(axis=0), x_train.std(axis=0) + 1e-12
-        xs_train, xs_test = (x_train - mean) / std, (x_test - mean) / std
-    for j in range(f):
-        if importance == "lasso":
-            y_mean, y_std = y_train[:, j].mean(), y_train[:, j].std() + 1e-12
-            model = Lasso(alpha=alpha, random_state=seed)
-            model.fit(xs_train, (y_train[:, j] - y_mean) / y_std)
-            imp[:, j] = np.abs(model.coef_)
-            train_scores.append(model.score(xs_train, (y_train[:, j] - y_mean) / y_std))
-            test_scores.append(model.score(xs_test, (y_test[:, j] - y_mean) / y_std))
-        elif ordinal[j]:
-            model = GradientBoostingRegressor(n_estimators=n_estimators, random_state=seed)
-            model.fit(x_train, y_train[:, j])
-            imp[:, j] = np.abs(model.feature_importances_)
-            lo, hi = int(y_train[:, j].min()), int(y_train[:, j].max())
-            train_scores.append(_rounded_accuracy(model.predict(x_train), y_train[:, j], lo, hi))
-            test_scores.append(_rounded_accuracy(model.predict(x_test), y_test[:, j], lo, hi))
-        else:
-            model = GradientBoostingClassifier(n_estimators=n_estimators, random_state=seed)
-            model.fit(x_train, y_train[:, j])
-            imp[:, j] = np.abs(model.feature_importances_)
-            train_scores.append(np.mean(model.predict(x_train) == y_train[:, j]))
-            test_scores.append(np.mean(model.predict(x_test) == y_test[:, j]))
-    return imp, float(np.mean(train_scores)), float(np.mean(test_scores))
-
-
-def dci_from_importance(imp: np.ndarray) -> tuple[float, float]:
-    """(disentanglement, completeness) of a K x F importance matrix (disentanglement_lib's formulas)."""
-    k, f = imp.shape
-    per_code = 1.0 - scipy.stats.entropy(imp.T + 1e-11, base=f) if f > 1 else np.ones(k)
-    per_factor = 1.0 - scipy.stats.entropy(imp + 1e-11, base=k) if k > 1 else np.ones(f)
-    weights = imp if imp.sum() > 0 else np.ones_like(imp)
-    code_importance = weights.sum(axis=1) / weights.sum()
-    factor_importance = weights.sum(axis=0) / weights.sum()
-    return float(np.sum(per_code * code_importance)), float(np.sum(per_factor * factor_importance))
-
-
-def dci(codes: np.ndarray, factors: np.ndarray, importance: str = "gbt", train_fraction: float = 2 / 3,
-        seed: int = 0, n_estimators: int = 100, ordinal: Sequence[bool] | None = None,
-        n_train: int | None = None) -> dict[str, float]:
-    """DCI scores: {"disentanglement", "completeness", "informativeness_train", "informativeness_test"}.
-
-    The first ``n_train`` rows (default: ``train_fraction`` of them) train the importance models, the rest test
-    them (pass shuffled rows). ``importance`` is "gbt" (classifiers, as disentanglement_lib, but regressors for
-    the ``ordinal`` factors: see the module), "gbt_classifier" or "lasso".
-    """
-    codes, factors = _check(codes, factors)
-    n_train = round(len(codes) * train_fraction) if n_train is None else int(n_train)
-    if not 0 < n_train < len(codes):
-        raise ValueError(f"{n_train} train rows leave no train or no test rows of {len(codes)}")
-    imp, train_score, test_score = importance_matrix(
-        codes[:n_train], factors[:n_train], codes[n_train:], factors[n_train:], importance, seed, n_estimators,
-        ordinal=ordinal,
-    )
-    d, c = dci_from_importance(imp)
-    return {"disentanglement": d, "completeness": c, "informativeness_train": train_score,
-            "informativeness_test": test_score}
-
-
-def ordinal_factors(specs: Sequence[Any]) -> list[bool]:
-    """Per FactorSpec: whether `factor_codes` gives it ordered codes (every continuous factor)."""
-    return [spec.kind != "categorical" for spec in specs]
-
-
 @dataclass(frozen=True)
 class Sizes:
     """How many codes each score uses (`plan_sizes`): rows [0, n_mig) for MIG / modularity, [0, n_train) for
@@ -243,9 +125,11 @@ class Sizes:
         return self.n_draw < max(self.requested[0], self.requested[1] + self.requested[2])
 
     def note(self, dci: bool) -> str | None:
-        """The row note: the DCI split, and what a too small dataset cut."""
+        """The row note: the DCI split, and what a too small dataset cut (only on the rows of a score it cut)."""
         parts = [f"importances on {self.n_train} rows, informativeness_test on {self.n_test} others"] if dci else []
-        if self.whole:
+        cut = self.n_train + self.n_test < self.requested[1] + self.requested[2] if dci else \
+            self.n_mig < self.requested[0]
+        if self.whole and cut:
             parts.append(f"the whole dataset ({self.n_available} items; asked {self.requested[0]} for MIG, "
                          f"{self.requested[1]} / {self.requested[2]} for DCI)")
         return "; ".join(parts) or None
@@ -280,7 +164,8 @@ def undefined_scores(n_codes: int, n_factors: int) -> dict[str, str]:
 
 def disentanglement_scores(codes: np.ndarray, factors: np.ndarray, importance: str = "gbt", seed: int = 0,
                            n_estimators: int = 100, ordinal: Sequence[bool] | None = None,
-                           sizes: Sizes | None = None) -> dict[str, float]:
+                           sizes: Sizes | None = None,
+                           periodic: Sequence[int | None] | None = None) -> dict[str, float]:
     """Every score of `SCORES` (NaN where `undefined_scores` says so), on the rows ``sizes`` assigns (default:
     MIG on all rows, DCI on the first 2/3 and the rest)."""
     codes, factors = _check(codes, factors)
@@ -297,7 +182,7 @@ def disentanglement_scores(codes: np.ndarray, factors: np.ndarray, importance: s
     if "dci_disentanglement" not in undefined:
         n = sizes.n_train + sizes.n_test
         scores = dci(codes[:n], factors[:n], importance=importance, seed=seed, n_estimators=n_estimators,
-                     ordinal=ordinal, n_train=sizes.n_train)
+                     ordinal=ordinal, n_train=sizes.n_train, periodic=periodic)
         out.update({f"dci_{k}": v for k, v in scores.items()})
     if "modularity" not in undefined:
         out["modularity"] = modularity(codes[:sizes.n_mig], factors[:sizes.n_mig])
@@ -311,9 +196,14 @@ def score_rows(scores: dict[str, float], sizes: Sizes, n_codes: int, n_factors: 
     rows: list[Row] = []
     for name, value in scores.items():
         is_dci = name.startswith("dci_")
-        note = undefined.get(name) or sizes.note(is_dci)
-        rows.append({"metric": f"{name}{suffix}", "value": float(value),
-                     "n_samples": sizes.n_train + sizes.n_test if is_dci else sizes.n_mig, "note": note})
+        if name in undefined:  # nothing was scored: no sample count to report
+            rows.append({"metric": f"{name}{suffix}", "value": float(value), "n_samples": None,
+                         "note": undefined[name]})
+            continue
+        used = {"dci_informativeness_train": sizes.n_train, "dci_informativeness_test": sizes.n_test}.get(
+            name, sizes.n_train + sizes.n_test if is_dci else sizes.n_mig)
+        rows.append({"metric": f"{name}{suffix}", "value": float(value), "n_samples": used,
+                     "note": sizes.note(is_dci)})
     return rows
 
 
@@ -417,7 +307,7 @@ def disent_metric(ctx: EvalContext) -> list[Row]:
     sizes = disent_sizes(ctx)
     if len(undefined_scores(ctx.k, len(specs))) == len(SCORES):
         rows = score_rows(dict.fromkeys(SCORES, math.nan), sizes, ctx.k, len(specs))
-        rows.append({"metric": "encoder_r2", "value": math.nan, "n_samples": 0,
+        rows.append({"metric": "encoder_r2", "value": math.nan, "n_samples": None,
                      "note": "no code encoder trained: " + rows[0]["note"]})
         return rows
     encoder = train_code_encoder(ctx.generator, ctx.directions.directions, steps=cfg.encoder_steps,
@@ -426,10 +316,20 @@ def disent_metric(ctx: EvalContext) -> list[Row]:
     codes, frame = encode_dataset(encoder, ctx.dataset, indices)
     factors = factor_codes(frame, specs)
     scores = disentanglement_scores(codes, factors, importance=cfg.dci_importance, seed=cfg.seed,
-                                    n_estimators=cfg.dci_estimators, ordinal=ordinal_factors(specs), sizes=sizes)
+                                    n_estimators=cfg.dci_estimators, ordinal=ordinal_factors(specs), sizes=sizes,
+                                    periodic=periodic_factors(specs))
     rows = score_rows(scores, sizes, codes.shape[1], factors.shape[1])
     fit = encoder_fit(encoder, ctx.generator, ctx.directions.directions, seed=cfg.seed + 7)
     rows += [{"direction": j, "metric": "encoder_r2", "value": float(r2), "n_samples": N_ENCODER_HELDOUT}
              for j, r2 in enumerate(fit)]
     rows.append({"metric": "encoder_r2", "value": float(np.mean(fit)), "n_samples": N_ENCODER_HELDOUT})
     return rows
+
+
+#: this module's scores, with DCI's (from `dplase.metrics.dci`)
+__all__ = [
+    "ENCODE_BATCH", "IMPORTANCES", "N_BINS", "N_ENCODER_HELDOUT", "SCORES", "Sizes", "dci", "dci_from_importance",
+    "discretize", "disent_metric", "disent_sizes", "disentanglement_scores", "encode", "encode_dataset",
+    "encoder_fit", "factor_codes", "factor_entropy", "importance_matrix", "mig", "modularity", "mutual_info_matrix",
+    "ordinal_factors", "periodic_factors", "plan_sizes", "score_rows", "train_code_encoder", "undefined_scores",
+]

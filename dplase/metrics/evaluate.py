@@ -19,6 +19,7 @@ workflow passes each run its replicate's seed (`dplase.seeds.replicate_seed`).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict
 from typing import Any
 
@@ -126,7 +127,8 @@ def convergence_rows(directions) -> list[Row]:
     the last 5% of steps against the 5% before. Closed-form methods record none, so give no rows."""
     record = (getattr(directions, "extra", None) or {}).get("convergence") or {}
     return [{"metric": f"convergence.{term}", "value": float(value),
-             "note": "|mean(last 5% of steps) - mean(5% before)| / |mean(5% before)|"}
+             "note": "|mean(last 5% of steps) - mean(5% before)| / |mean(5% before)|" if math.isfinite(value) else
+             "not defined: fewer than 2 logged values, or the earlier mean is 0"}
             for term, value in sorted(record.items())]
 
 

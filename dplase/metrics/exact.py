@@ -49,6 +49,7 @@ from dplase.metrics.disentanglement import (
     disentanglement_scores,
     factor_codes,
     ordinal_factors,
+    periodic_factors,
     score_rows,
 )
 from dplase.metrics.predictor import FactorPredictor, Predictions, _r2, periodic_embedding
@@ -103,7 +104,8 @@ def exact_ceiling(generator: PlantedAdapter, directions: torch.Tensor, z: torch.
     codes = (z.double() @ directions.double().T).numpy()
     factors = factor_codes(frame, specs)
     scores = disentanglement_scores(codes, factors, importance=importance, seed=seed, n_estimators=n_estimators,
-                                    ordinal=ordinal_factors(specs), sizes=sizes)
+                                    ordinal=ordinal_factors(specs), sizes=sizes,
+                                    periodic=periodic_factors(specs))
     return score_rows(scores, sizes, codes.shape[1], factors.shape[1], suffix="_exact")
 
 

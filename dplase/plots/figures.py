@@ -24,6 +24,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from dplase.plots import FIGURES
+from dplase.plots.replicates import REPLICATE, t_interval
 
 #: how the walk a method was trained with is named in the ablation
 WALK_LABELS = {"linear": "linear\n(no density term)", "norm": "norm\n(analytic)", "learned": "learned\n(density net)"}
@@ -204,8 +205,6 @@ def ablation_summary(table: pd.DataFrame) -> pd.DataFrame:
     """`ablation_table` per (metric, dataset, training walk): the runs of one replicate (model_seed, seed)
     averaged first (a lambda/zeta grid is not replication), then the mean over replicates, their count and
     the 95% Student-t interval (NaN bounds below two replicates: no error bar is drawn then)."""
-    from dplase.plots.recovery import REPLICATE, t_interval
-
     keys = ["metric", "dataset", "train_walk"]
     finite = table[np.isfinite(table["value"].to_numpy(dtype=float))]
     reps = finite.groupby([*keys, *REPLICATE], dropna=False, sort=True)["value"].mean().reset_index()

@@ -19,12 +19,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from dplase.plots.figures import _empty, _style, prepare_metrics
+from dplase.plots.replicates import REPLICATE, t_interval
 
 #: the recovery metric's rows: the mean matched |cos|, per factor ``recovery.<factor>``, and per direction
 RECOVERY, LEAKAGE, FACTOR_PREFIX = "recovery", "null_leakage", "recovery."
-CONFIDENCE = 0.95
-#: run-level labels of a replicate (model_seed may be absent from older tables: then all null)
-REPLICATE = ["model_seed", "seed"]
 
 
 def _recovery_rows(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -45,17 +43,6 @@ def replicate_values(metrics: pd.DataFrame) -> pd.DataFrame:
     per_run = data.groupby([*keys, "run_id"], dropna=False, sort=False)["value"].mean()
     return per_run.groupby(level=keys, dropna=False, sort=False).mean().reset_index()
 
-
-def t_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """The Student-t interval of the mean over ``values`` (NaN bounds for fewer than two values)."""
-    from scipy import stats
-
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
-    if len(values) < 2:
-        return math.nan, math.nan
-    half = stats.t.ppf((1 + confidence) / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
-    return float(values.mean() - half), float(values.mean() + half)
 
 
 def recovery_table(metrics: pd.DataFrame) -> pd.DataFrame:

@@ -37,7 +37,8 @@ if TYPE_CHECKING:
 STEP_PER_NORM = 10.0 / math.sqrt(512.0)
 #: Voynov & Babenko's minimum shift relative to their shift scale (published: 0.5 of 6)
 MIN_SHIFT_FRACTION = 0.5 / 6.0
-#: steps closer than this to the trained range count as inside it (the grid is rounded to 1e-6)
+#: steps closer than this (absolute, plus as much relative) to the trained range count as inside it (the grid is
+#: rounded to 1e-6; a float32 T carries a relative error of ~6e-8)
 EXTRAPOLATION_TOLERANCE = 1e-6
 
 
@@ -63,7 +64,7 @@ def trained_range(directions, prior) -> float:
 
 def is_extrapolated(step: float, trained: float) -> bool:
     """Whether a step lies beyond the trained range [-trained, trained] (up to `EXTRAPOLATION_TOLERANCE`)."""
-    return abs(float(step)) > float(trained) + EXTRAPOLATION_TOLERANCE
+    return abs(float(step)) > float(trained) * (1 + EXTRAPOLATION_TOLERANCE) + EXTRAPOLATION_TOLERANCE
 
 
 @dataclass(frozen=True)
