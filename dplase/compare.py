@@ -164,6 +164,9 @@ def paired_t_p(a: np.ndarray, b: np.ndarray) -> float:
     return float(stats.ttest_rel(a, b).pvalue)
 
 
+#: metric prefixes paired_differences does not test (same instrument for every method, or not comparable)
+NOT_COMPARED = ("predictor_heldout_", "predictor_r2.", "predictor_accuracy.", "convergence.",
+                "fid_real_reference_size", "latent_dim")
 PAIRED_COLUMNS = [*TEST, "variant", "reference", "n_pairs", "mean_diff", "boot_low", "boot_high", "p_value",
                   "p_holm"]
 
@@ -175,9 +178,13 @@ def paired_differences(metrics: pd.DataFrame, reference: str = DEFAULT_REFERENCE
     reference) over the replicates both have, its seeded percentile-bootstrap 95% CI, the paired t-test
     p-value and the Holm-adjusted p-value over all tests of one (dataset, model).
 
-    A (dataset, model) without the reference variant has no rows.
+    Rows that describe the instruments or the method's own optimisation, not its directions
+    (`NOT_COMPARED`: the predictor's held-out scores and agreement, convergence records, reference sizes), are
+    not tested, so they neither appear nor enlarge the Holm family. A (dataset, model) without the reference
+    variant has no rows.
     """
     reps = replicate_summaries(metrics, metrics_wanted)
+    reps = reps[~reps["metric"].astype(str).str.startswith(NOT_COMPARED)]
     rows = []
     for _, part in reps.groupby(["dataset", "model"], dropna=False, sort=True):
         ref = part[part["variant"] == reference]
@@ -248,8 +255,8 @@ def write_comparison(metrics_path: str | os.PathLike, out_dir: str | os.PathLike
 
 
 __all__ = [
-    "DEFAULT_REFERENCE", "ENCODER_R2_FLAG", "GROUP", "HEADLINE_METRICS", "MAX_STEP_SUFFIX", "N_BOOT",
-    "PAIRED_COLUMNS", "RUN_LABELS", "TEST", "Section", "UnknownReferenceError", "bootstrap_mean_ci",
+    "DEFAULT_REFERENCE", "ENCODER_R2_FLAG", "GROUP", "HEADLINE_METRICS", "MAX_STEP_SUFFIX", "NOT_COMPARED",
+    "N_BOOT", "PAIRED_COLUMNS", "RUN_LABELS", "TEST", "Section", "UnknownReferenceError", "bootstrap_mean_ci",
     "comparison_html", "comparison_markdown", "comparison_sections", "comparison_table", "holm", "known_variants",
     "paired_differences", "paired_t_p", "poor_encoder_lines", "poor_encoder_note", "replicate_summaries",
     "resolve_reference", "summary_metrics", "undefined_notes", "write_comparison",

@@ -20,6 +20,7 @@ ENCODER_R2_FLAG = 0.5
 #: paired differences with a Holm-adjusted p below this are bold in comparison.html
 SIGNIFICANCE = 0.05
 _P_VALUE = re.compile(r" p=([0-9.eE+-]+)")
+WALK_ORDER = {"linear": 0, "norm": 1, "learned": 2}
 
 
 def _num(x: float) -> str:
@@ -89,7 +90,8 @@ def comparison_sections(table: pd.DataFrame, paired: pd.DataFrame, reference: st
     names = [m for m in headline if m in present] or present[:6]
     sections = []
     for (dataset, model), part in table.groupby(["dataset", "model"], dropna=False, sort=True):
-        walks = sorted(w for w in part["walk"].dropna().unique()) or [None]
+        # the walks in the order of the ablation (no density term, analytic, learned), others after them
+        walks = sorted(part["walk"].dropna().unique(), key=lambda w: (WALK_ORDER.get(w, len(WALK_ORDER)), w)) or [None]
         pair_part = paired[(paired["dataset"] == dataset) & (paired["model"] == model)] if len(paired) else paired
         for walk in walks:
             here = part[part["walk"].isna() | (part["walk"] == walk)]
@@ -135,9 +137,9 @@ def comparison_markdown(table: pd.DataFrame, paired: pd.DataFrame, reference: st
     return "\n".join(lines)
 
 
-_HTML_STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
+_HTML_STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;font-size:13px}
 table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:.25em .6em}
-td{text-align:right;font-variant-numeric:tabular-nums}td:first-child,th:first-child{text-align:left}
+td{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}td:first-child,th:first-child{text-align:left}
 th{background:#f3f3f3}tr.reference td{background:#eef5ff}td.significant{font-weight:bold}
 p.flag{color:#a33}p.legend{color:#555;max-width:70em}"""
 

@@ -263,3 +263,19 @@ def test_extrapolated_steps_are_not_the_summary(frame):
     before = compare.summary_metrics(base)
     after = compare.summary_metrics(pd.concat([inside, far], ignore_index=True))
     pd.testing.assert_frame_equal(before.reset_index(drop=True), after.reset_index(drop=True))
+
+
+def test_instrument_rows_are_not_tested_and_do_not_enlarge_the_holm_family(frame):
+    extra = []
+    for run_id, part in frame.groupby("run_id"):
+        first = part.iloc[0]
+        extra.append(make_rows({c: first[c] for c in ("run_id", "model", "dataset", "method", "params", "seed",
+                                                      "model_seed")},
+                               [{"metric": "predictor_heldout_r2.scale", "value": 0.9, "n_samples": 10},
+                                {"metric": "convergence.loss", "value": 0.01 * len(run_id), "n_samples": None}]))
+    data = pd.concat([frame, *extra], ignore_index=True)
+    plain = compare.paired_differences(frame, n_boot=200)
+    more = compare.paired_differences(data, n_boot=200)
+    assert not more["metric"].str.startswith(compare.NOT_COMPARED).any()
+    pd.testing.assert_frame_equal(plain, more)  # the same tests, the same Holm adjustment
+    assert "convergence.loss" in set(compare.comparison_table(data)["metric"])  # still summarised per variant

@@ -204,7 +204,11 @@ REPORT_PROBE = """<script>
     later(() => follow(paths[n], 0, (found) => {
       const eye = document.querySelector("a[iconname=eye]");
       if (eye) eye.click();
-      later(() => { seen.push({path: paths[n], found: found && !!eye, images: images()}); visit(n + 1); });
+      const frames = () => [...document.querySelectorAll("iframe")].map((f) => f.src || "");
+      later(() => {
+        seen.push({path: paths[n], found: found && !!eye, images: images(), frames: frames()});
+        visit(n + 1);
+      });
     }));
   }
   window.addEventListener("load", () => later(() => visit(0)));
@@ -212,7 +216,9 @@ REPORT_PROBE = """<script>
 </script>"""
 REPORT_PATHS = [["0. Planted ground truth"], ["1. Generators", "dcgan"], ["2. Traversals", "dplase"],
                 ["3. Realism along walks"], ["4. Density along walks"], ["5. Attribute change"],
-                ["6. Density ablation"], ["7. Training curves"]]
+                ["6. Density ablation"], ["7. Training curves"], ["8. Method comparison"]]
+#: report entries that are HTML pages (shown in an iframe), not figures
+REPORT_PAGES = {"8. Method comparison": "comparison.html"}
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -247,11 +253,20 @@ def test_html_report_loads_in_headless_chromium_and_shows_the_figures(finished_r
     assert match, "the report's app did not render (no probe result in the DOM)"
     visits = json.loads(htmllib.unescape(match.group(1)))
     assert [v["path"] for v in visits] == REPORT_PATHS
+    figures = [v for v in visits if v["path"][0] not in REPORT_PAGES]
     for visit in visits:
         assert visit["found"], f"report has no entry at {visit['path']}"
+    for visit in figures:
         assert visit["images"], f"no figure displayed at {visit['path']}"
     # each category displayed its own figure
-    assert len({v["images"][0] for v in visits}) == len(visits)
+    assert len({v["images"][0] for v in figures}) == len(figures)
+    for visit in visits:  # the comparison page is displayed, and it is the tables comparison.html holds
+        if visit["path"][0] in REPORT_PAGES:
+            name = REPORT_PAGES[visit["path"][0]]
+            shown = [f for f in visit["frames"] if f.startswith("data:text/html") and f"filename={name}" in f]
+            assert shown, f"{name} not displayed at {visit['path']}: frames {[f[:60] for f in visit['frames']]}"
+            page = base64.b64decode(shown[0].split("base64,", 1)[1]).decode()
+            assert page == (workdir / "results" / name).read_text() and "<table>" in page
 
     shot = tmp_path / "report.png"
     subprocess.run([chromium, *flags, "--window-size=1400,1000", f"--screenshot={shot}", probe.as_uri()],

@@ -93,7 +93,7 @@ rule compare_methods:
         html=report(
             stage_output("compare_methods", "html"),
             caption="../report/comparison.rst",
-            category="Method comparison",
+            category="8. Method comparison",
         ),
     log:
         "results/logs/compare_methods.log",
