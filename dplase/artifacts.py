@@ -58,11 +58,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def sha256_file(path: str | os.PathLike) -> str:
     """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def sha256_tensors(tensors: dict[str, torch.Tensor]) -> str:

