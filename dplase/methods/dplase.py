@@ -8,13 +8,19 @@ density terms l_mon + l_lik (F) and l_den + proximity (C) from `dplase.walks.lea
 Two estimators of l_var (``estimator``):
 - ``full`` (the write-up's exact sums, default): every sample is walked along all K directions with one step
   eps ~ U(-T, T); variation = mean of squared feature changes; cross = mean over samples and ordered pairs
-  j != h of ||D_j^T D_h||_F^2 / (||D_j||_F^2 ||D_h||_F^2), where D is the change as a (positions x channels)
-  matrix (a flat feature vector is D x 1, making the cross term its squared cosine); D_j^T D_h (C x C) holds
-  the inner products of channels' spatial change patterns, like the authors' per-channel cosine. The normalisation keeps
-  lambda meaningful at every layer (the raw form is quartic in the feature scale) and bounded in [0, 1].
+  j != h of a function of D_j^T D_h, where D is the change as a (positions x channels) matrix (a flat feature
+  vector is D x 1); D_j^T D_h (C x C) holds the inner products of channels' spatial change patterns, like the
+  authors' per-channel cosine. Its two forms (``cross``), which differ only in that normalisation:
+  - ``normalized`` (default): ||D_j^T D_h||_F^2 / (||D_j||_F^2 ||D_h||_F^2), in [0, 1] (flat features: the
+    squared cosine of the two changes), scale-free: lambda weighs one bounded quantity at every layer.
+  - ``raw``: ||D_j^T D_h||_F^2, the write-up's lambda sum_{j != h} ||Delta_j^T Delta_h||_F^2 (as a mean). It
+    grows as the 4th power of the feature scale s, so lambda needs retuning per layer; hence not the default.
+    Neither makes lambda * cross / variation scale-free (variation ~ s^2): on the tiny test DCGAN (K = 3,
+    random directions) raw/variation is 267, 21, 2.5 at block0/1/2, normalized/variation 7.6, 38, 224.
 - ``stochastic`` (the authors' code): each sample gets one eps and two random labels j, h; variation = mean
   squared change for both; cross = mean over channels of the squared cosine of the per-channel spatial
-  change patterns, averaged over samples with j != h only (0 when there are none: no 0/0 for K = 1).
+  change patterns, averaged over samples with j != h only (0 when there are none: no 0/0 for K = 1). It is
+  normalised by construction and has no raw form: ``cross="raw"`` with it is refused (ValueError).
 Orthogonality: ``penalty`` = ||Gamma Gamma^T - I||_F^2 (divided by K^2 for the stochastic estimator, as
 in the authors' code) on the row-normalised Gamma; ``expm`` = first K rows of expm(A - A^T) Q0 (exact).
 The loss terms and Gamma's parametrisation live in `dplase.methods.dplase_losses`; this module is the config
@@ -34,6 +40,7 @@ from dplase.directions import DirectionSet
 from dplase.generators.base import GeneratorAdapter
 from dplase.methods import FitContext, MethodConfig, MethodSpec, convergence_record
 from dplase.methods.dplase_losses import (
+    CROSS_FORMS,
     Directions,
     _ContiguousGrad,
     as_matrix,
@@ -90,6 +97,7 @@ class DPLaSEConfig(MethodConfig):
     lam: float = field(default=1.0, metadata={"option": "lambda"})  # weight of the decorrelation (cross) term
     zeta: float = 10.0  # weight of the orthogonality penalty (unused with orthogonal="expm")
     estimator: str = "full"
+    cross: str = "normalized"  # full estimator's cross term: "normalized" (scale-free) or "raw" (the write-up's)
     orthogonal: str = "penalty"
     # learned walk (walk="learned"): F and C
     density_mode: str = "joint"  # "joint": F, C, Gamma together; "pretrain": F first, then frozen
@@ -123,6 +131,7 @@ class DPLaSEConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         choices = {"walk": (self.walk, tuple(WALKS)), "estimator": (self.estimator, ESTIMATORS),
+                   "cross": (self.cross, CROSS_FORMS),
                    "orthogonal": (self.orthogonal, ORTHOGONAL), "density_mode": (self.density_mode, DENSITY_MODES),
                    "subspace_reg": (self.subspace_reg, ("l1", "l2"))}
         for name, (value, allowed) in choices.items():
@@ -140,6 +149,9 @@ class DPLaSEConfig(MethodConfig):
         bad = [name for name, ok in positive.items() if not ok]
         if bad:
             raise ValueError(f"invalid value for {', '.join(bad)} (see DPLaSEConfig)")
+        if self.cross != "normalized" and self.estimator != "full":
+            raise ValueError(f"cross='{self.cross}' needs estimator='full': the stochastic estimator is the authors' "
+                             "per-channel cosine (normalised by construction) and has no raw form")
         if self.max_step is not None and not (self.max_step > 0 and math.isfinite(self.max_step)):
             raise ValueError(f"max_step (T) must be a positive number or None (auto), got {self.max_step}")
 
@@ -256,7 +268,7 @@ class DPLaSETrainer:
             zr, er = z0.repeat_interleave(k, 0), eps.repeat_interleave(k, 0)
             f = self._features(self.walk(zr, gamma.repeat(n, 1), er, train=True))
             delta = f0[:, None] - f.reshape(n, k, *f.shape[1:])
-            return full_terms(delta)
+            return full_terms(delta, self.cfg.cross)
         labels = torch.randint(0, k, (2, n), generator=gen).to(self.g.device)
         zr, er = z0.repeat(2, 1), eps.repeat(2)
         f = self._features(self.walk(zr, gamma[labels.reshape(-1)], er, train=True))

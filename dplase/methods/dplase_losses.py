@@ -63,14 +63,22 @@ class _ContiguousGrad(torch.autograd.Function):
         return grad.contiguous()
 
 
-def full_terms(delta: torch.Tensor) -> dict[str, torch.Tensor]:
+#: forms of the full estimator's cross term (`full_terms`); the first is the default
+CROSS_FORMS = ("normalized", "raw")
+
+
+def full_terms(delta: torch.Tensor, cross: str = "normalized") -> dict[str, torch.Tensor]:
     """Variation and cross terms of the full estimator for changes ``delta`` (N x K x C x P).
 
     With D_j = delta[n, j].T (positions x channels): variation = mean(delta^2); cross = mean over n and
-    ordered pairs j != h of ||D_j^T D_h||_F^2 / (||D_j||^2 ||D_h||^2). Both come from one batched Gram
+    ordered pairs j != h of ||D_j^T D_h||_F^2 / (||D_j||^2 ||D_h||^2) (``cross="normalized"``, scale-free)
+    or of ||D_j^T D_h||_F^2 itself (``cross="raw"``, the write-up's form; quartic in the feature scale).
+    Both come from one batched Gram
     matrix, over positions (P x P per direction) or over channels of all directions (KC x KC per sample),
     whichever is cheaper, so the loss costs a few matrix products and no per-element passes.
     """
+    if cross not in CROSS_FORMS:
+        raise ValueError(f"cross must be one of {', '.join(CROSS_FORMS)}, got '{cross}'")
     n, k, c, p = delta.shape
     if k < 2:
         return {"variation": delta.pow(2).mean(), "cross": delta.new_zeros(())}
@@ -85,10 +93,10 @@ def full_terms(delta: torch.Tensor) -> dict[str, torch.Tensor]:
         sq = gram.diagonal(dim1=1, dim2=2).reshape(n, k, c).sum(-1)
         num = gram.reshape(n, k, c, k, c).pow(2).sum(dim=(2, 4))
     variation = sq.sum() / delta.numel()
-    ratio = num / (sq[:, :, None] * sq[:, None, :]).clamp_min(_TINY)
+    ratio = num if cross == "raw" else num / (sq[:, :, None] * sq[:, None, :]).clamp_min(_TINY)
     off = 1 - torch.eye(k, dtype=delta.dtype, device=delta.device)
-    cross = (ratio * off).sum(dim=(1, 2)).mean() / (k * (k - 1))
-    return {"variation": variation, "cross": cross}
+    value = (ratio * off).sum(dim=(1, 2)).mean() / (k * (k - 1))
+    return {"variation": variation, "cross": value}
 
 
 def stochastic_terms(delta_j: torch.Tensor, delta_h: torch.Tensor, differ: torch.Tensor) -> dict[str, torch.Tensor]:
