@@ -39,7 +39,7 @@ from dplase.compare_pages import (  # re-exported: the pages are part of the com
     undefined_notes,
 )
 from dplase.plots.figures import prepare_metrics
-from dplase.plots.replicates import CONFIDENCE, REPLICATE, t_interval
+from dplase.plots.replicates import CONFIDENCE, REPLICATE, replicate_intervals
 from dplase.results import read_results
 
 DEFAULT_REFERENCE = "dplase (norm)"
@@ -109,16 +109,7 @@ def replicate_summaries(metrics: pd.DataFrame, metrics_wanted: Sequence[str] | N
 def comparison_table(metrics: pd.DataFrame, metrics_wanted: Sequence[str] | None = None) -> pd.DataFrame:
     """Per (dataset, model, variant, eval walk, metric): n_replicates, mean, sd and the 95% Student-t interval
     over replicates (ci_low, ci_high; NaN for a single replicate, sd too)."""
-    reps = replicate_summaries(metrics, metrics_wanted)
-    rows = []
-    for key, part in reps.groupby(GROUP, dropna=False, sort=True):
-        values = part["value"].to_numpy(dtype=float)
-        low, high = t_interval(values, CONFIDENCE)
-        rows.append({**dict(zip(GROUP, key, strict=True)), "n_replicates": len(values),
-                     "mean": float(values.mean()),
-                     "sd": float(values.std(ddof=1)) if len(values) > 1 else math.nan,
-                     "ci_low": low, "ci_high": high})
-    return pd.DataFrame(rows, columns=[*GROUP, "n_replicates", "mean", "sd", "ci_low", "ci_high"])
+    return replicate_intervals(replicate_summaries(metrics, metrics_wanted), GROUP)
 
 
 # --------------------------------------------------------------------------------------- paired tests

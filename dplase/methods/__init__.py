@@ -110,6 +110,20 @@ def relative_change(values: Sequence[float], window: float = CONVERGENCE_WINDOW)
     return abs(last - before) / abs(before) if before != 0 else math.nan
 
 
+#: the iterative methods' budget rule: steps per latent dimension
+STEPS_PER_DIM = 50
+
+
+def latent_budget(z_dim: int, move: float, steps_per_dim: int = STEPS_PER_DIM) -> tuple[int, float]:
+    """The shared budget rule of the iterative methods: ``steps = steps_per_dim * z_dim`` and ``lr = move /
+    steps``. Adam moves a parameter by at most ~lr per step, so ``move`` bounds how far the directions'
+    parameters can travel within the budget, whatever the latent size."""
+    if z_dim < 1:
+        raise ValueError(f"need z_dim >= 1, got {z_dim}")
+    steps = steps_per_dim * int(z_dim)
+    return steps, move / steps
+
+
 def convergence_record(history: Sequence[tuple[int, str, float]], total: Sequence[str] | None = None,
                        skip: Sequence[str] = ("batch_accuracy",)) -> dict[str, Any]:
     """Every iterative method's convergence record, stored as ``DirectionSet.extra["convergence"]``:

@@ -38,7 +38,7 @@ import torch
 
 from dplase.directions import DirectionSet
 from dplase.generators.base import GeneratorAdapter
-from dplase.methods import FitContext, MethodConfig, MethodSpec, convergence_record
+from dplase.methods import FitContext, MethodConfig, MethodSpec, convergence_record, latent_budget
 from dplase.methods.dplase_losses import (
     CROSS_FORMS,
     Directions,
@@ -59,8 +59,7 @@ ORTHOGONAL = ("penalty", "expm")
 DENSITY_MODES = ("joint", "pretrain")
 
 
-#: the budget rule: main-loop steps per latent dimension and lr x (the rule's) steps
-STEPS_PER_DIM = 50
+#: the budget rule (`dplase.methods.latent_budget`): lr x (the rule's) steps
 DIRECTIONS_MOVE = 4.0
 
 
@@ -68,10 +67,8 @@ def dplase_budget(z_dim: int, k: int | None = None) -> dict[str, float | int]:
     """DP-LaSE's default budget at latent size ``z_dim``: ``steps = 50 z_dim`` main-loop steps and
     ``lr = 4 / steps`` (800 and 5e-3 at d = 16); ``k`` does not change it (every step moves all K directions;
     the full estimator's cost per step grows with K, not its step count). The step range is T of the prior."""
-    if z_dim < 1:
-        raise ValueError(f"need z_dim >= 1, got {z_dim}")
-    steps = STEPS_PER_DIM * int(z_dim)
-    return {"steps": steps, "lr": DIRECTIONS_MOVE / steps}
+    steps, lr = latent_budget(z_dim, DIRECTIONS_MOVE)
+    return {"steps": steps, "lr": lr}
 
 
 @dataclass

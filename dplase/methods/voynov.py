@@ -34,7 +34,14 @@ from torch import nn
 
 from dplase.directions import DirectionSet
 from dplase.generators.base import GeneratorAdapter
-from dplase.methods import FitContext, MethodConfig, MethodSpec, convergence_record, make_direction_set
+from dplase.methods import (
+    FitContext,
+    MethodConfig,
+    MethodSpec,
+    convergence_record,
+    latent_budget,
+    make_direction_set,
+)
 from dplase.priors import seeded_generator
 from dplase.reconstructor import build_reconstructor, per_direction_accuracy, reconstructor_terms, sample_pairs
 from dplase.training.loop import LoopState, run_loop, step_generator
@@ -47,9 +54,8 @@ SUPPORTED_WALKS = WALKS.where(needs_correction=False)
 EVAL_SEED_OFFSET = 7_777
 
 
-#: the budget rule (see the module docstring): steps per latent dimension, the directions' lr x steps, the
-#: reconstructor's learning rate
-STEPS_PER_DIM = 50
+#: the budget rule (see the module docstring; steps from `dplase.methods.latent_budget`): the directions' lr x
+#: steps, the reconstructor's learning rate
 DIRECTIONS_MOVE = 5.0
 RECONSTRUCTOR_LR = 1e-3
 
@@ -58,10 +64,8 @@ def voynov_budget(z_dim: int, k: int | None = None) -> dict[str, float | int]:
     """The default budget at latent size ``z_dim``: ``steps = 50 z_dim``, ``directions_lr = 5 / steps`` and
     reconstructor ``lr = 1e-3`` (``k`` does not change it: every step trains all K directions' rotation).
     Where a config gives some of them, the others still come from here (lr does not follow a given steps)."""
-    if z_dim < 1:
-        raise ValueError(f"need z_dim >= 1, got {z_dim}")
-    steps = STEPS_PER_DIM * int(z_dim)
-    return {"steps": steps, "directions_lr": DIRECTIONS_MOVE / steps, "lr": RECONSTRUCTOR_LR}
+    steps, directions_lr = latent_budget(z_dim, DIRECTIONS_MOVE)
+    return {"steps": steps, "directions_lr": directions_lr, "lr": RECONSTRUCTOR_LR}
 
 
 @dataclass

@@ -86,9 +86,10 @@ def importance_matrix(
         mean, std = x_train.mean(axis=0), x_train.std(axis=0) + 1e-12
         xs_train, xs_test = (x_train - mean) / std, (x_test - mean) / std
     for j in range(f):
-        if periodic[j]:
+        if periodic[j]:  # lasso fits the standardised codes, as below
+            fit_train, fit_test = (xs_train, xs_test) if importance == "lasso" else (x_train, x_test)
             imp[:, j], train_score, test_score = _periodic_fit(
-                x_train, y_train[:, j], x_test, y_test[:, j], int(periodic[j]), importance, seed, n_estimators,
+                fit_train, y_train[:, j], fit_test, y_test[:, j], int(periodic[j]), importance, seed, n_estimators,
                 alpha)
             train_scores.append(train_score)
             test_scores.append(test_score)
@@ -118,7 +119,7 @@ def importance_matrix(
 def _periodic_fit(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, n_codes: int,
                   importance: str, seed: int, n_estimators: int, alpha: float) -> tuple[np.ndarray, float, float]:
     """Importances (K,) and train / test informativeness of one periodic factor: (cos, sin) of its angle
-    2π code / n_codes regressed by gbt or lasso (see `importance_matrix`)."""
+    2π code / n_codes regressed by gbt or lasso (see `importance_matrix`; lasso gets standardised codes)."""
     from sklearn.ensemble import GradientBoostingRegressor
     from sklearn.linear_model import Lasso
 
@@ -126,9 +127,6 @@ def _periodic_fit(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
         angle = 2 * math.pi * y / n_codes
         return np.stack([np.cos(angle), np.sin(angle)], axis=1)
 
-    if importance == "lasso":
-        mean, std = x_train.mean(axis=0), x_train.std(axis=0) + 1e-12
-        x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
     targets = embed(y_train)
     models = []
     for c in range(2):

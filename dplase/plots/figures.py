@@ -24,7 +24,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from dplase.plots import FIGURES
-from dplase.plots.replicates import REPLICATE, t_interval
+from dplase.plots.replicates import REPLICATE, replicate_intervals
 
 #: how the walk a method was trained with is named in the ablation
 WALK_LABELS = {"linear": "linear\n(no density term)", "norm": "norm\n(analytic)", "learned": "learned\n(density net)"}
@@ -208,13 +208,7 @@ def ablation_summary(table: pd.DataFrame) -> pd.DataFrame:
     keys = ["metric", "dataset", "train_walk"]
     finite = table[np.isfinite(table["value"].to_numpy(dtype=float))]
     reps = finite.groupby([*keys, *REPLICATE], dropna=False, sort=True)["value"].mean().reset_index()
-    rows = []
-    for key, part in reps.groupby(keys, dropna=False, sort=True):
-        values = part["value"].to_numpy(dtype=float)
-        low, high = t_interval(values)
-        rows.append({**dict(zip(keys, key, strict=True)), "mean": float(values.mean()),
-                     "n_replicates": len(values), "ci_low": low, "ci_high": high})
-    return pd.DataFrame(rows, columns=[*keys, "mean", "n_replicates", "ci_low", "ci_high"])
+    return replicate_intervals(reps, keys)
 
 
 def ablation(metrics: pd.DataFrame, names: Sequence[str] = DEFAULT_ABLATION_METRICS) -> Figure:
