@@ -13,6 +13,7 @@
 #   results/runs/{run_id}/losses.parquet                  discovery loss curves (empty for closed-form methods)
 #   results/runs/{run_id}/metrics.parquet                 this run's metrics (long format)
 #   results/runs/{run_id}/traversal.png                   traversal grid: rows = directions, columns = steps
+#   results/runs/{run_id}/traversal.masked.png            with channel masks: direction 0 unmasked vs masked
 #   results/runs.parquet                                  run id -> model, dataset, method, parameters
 #   results/metrics.parquet                               every metric of every run: the source of all figures
 #   results/losses.parquet                                every loss curve (GANs and trained methods)

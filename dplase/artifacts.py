@@ -2,7 +2,9 @@
 
 Every artifact the project writes (generator checkpoints, direction sets, predictors, trainer checkpoints)
 goes through `save_artifact` / `load_artifact`, so there is one place that guarantees: no pickled code, atomic
-replacement (a crash never leaves a file that looks complete), and clear errors for foreign or broken files.
+replacement (a crash never leaves a file that looks complete), a sha256 of the tensors and of the metadata
+checked on every load (a corruption that still unpickles is caught, not silently used), and one-line
+`ArtifactError`s naming the file for foreign or broken files, whatever the unpickler raises.
 """
 
 from __future__ import annotations
@@ -48,7 +50,22 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
     return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (a power cut after it keeps the new file), where the OS allows it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems cannot fsync a directory; the rename is still atomic
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -79,18 +96,60 @@ def config_hash(config: Any, length: int = 12) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+#: format 2 adds a sha256 of the tensors and of the metadata (checked on load); format 1 files still load
+FORMAT = 2
+#: longest torch error text quoted in an ArtifactError (a fuzzed file can make it very long)
+MAX_REASON = 200
+
+
+def _digest_tree(obj: Any, digest: Any) -> None:
+    """Feed a nested dict/list/tuple of tensors and plain values to ``digest``, type-tagged and key-sorted."""
+    if torch.is_tensor(obj):
+        tensor = obj.detach().cpu().contiguous()
+        digest.update(f"T{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        if tensor.numel():  # reshape(-1): a 0-d tensor cannot be viewed as bytes
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(obj, dict):
+        digest.update(f"D{len(obj)}|".encode())
+        for key in sorted(obj, key=repr):  # keys may mix int and str (optimizer state dicts)
+            digest.update(f"{key!r}=".encode())
+            _digest_tree(obj[key], digest)
+    elif isinstance(obj, list | tuple):
+        digest.update(f"{type(obj).__name__[0]}{len(obj)}|".encode())
+        for item in obj:
+            _digest_tree(item, digest)
+    else:  # str, int, float, bool, None: repr round-trips exactly
+        digest.update(f"V{type(obj).__name__}:{obj!r}|".encode())
+
+
+def sha256_tree(tree: Any) -> str:
+    """sha256 of a nested structure of tensors and plain values (what an artifact's tensors hold)."""
+    digest = hashlib.sha256()
+    _digest_tree(tree, digest)
+    return digest.hexdigest()
+
+
 def save_artifact(path: str | os.PathLike, kind: str, tensors: dict[str, Any], meta: dict[str, Any]) -> Path:
     """Save ``tensors`` (a possibly nested dict of tensors / numbers / lists) and JSON ``meta`` atomically.
 
-    ``kind`` names what the file is ("generator", "directions", ...); `load_artifact` checks it.
+    ``kind`` names what the file is ("generator", "directions", ...); `load_artifact` checks it. The sha256
+    of the tensors and of the metadata go in the header, so a corruption that still unpickles is caught.
     """
     meta = {**meta, "kind": kind, "package_version": meta.get("package_version", __version__)}
-    payload = {FORMAT_KEY: 1, "kind": kind, "meta_json": json.dumps(meta, sort_keys=True), "tensors": tensors}
+    meta_json = json.dumps(meta, sort_keys=True)
+    payload = {FORMAT_KEY: FORMAT, "kind": kind, "meta_json": meta_json, "tensors": tensors,
+               "tensors_sha256": sha256_tree(tensors), "meta_sha256": hashlib.sha256(meta_json.encode()).hexdigest()}
 
     def write(tmp: Path) -> None:
         torch.save(payload, tmp)
 
     return atomic_write(path, write)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    line = text.splitlines()[0] if text else type(err).__name__
+    return line if len(line) <= MAX_REASON else line[:MAX_REASON] + "..."
 
 
 def load_artifact(
@@ -99,7 +158,8 @@ def load_artifact(
     """Load an artifact saved by `save_artifact`; returns ``(tensors, meta)``.
 
     Uses ``torch.load(weights_only=True)``: a file carrying pickled code is refused, never executed.
-    Raises `ArtifactError` naming the file for a missing, truncated, corrupted or foreign file.
+    Raises `ArtifactError` naming the file for a missing, truncated, corrupted or foreign file: whatever the
+    unpickler raises, and when the tensors or metadata do not match the sha256 recorded at writing.
     """
     path = Path(path)
     if not path.is_file():
@@ -108,14 +168,35 @@ def load_artifact(
         with open(path, "rb") as handle:
             raw = handle.read()
         payload = torch.load(io.BytesIO(raw), map_location=map_location, weights_only=True)
-    except Exception as err:  # whatever torch's weights-only unpickler raises (IndexError, KeyError, ...)
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    except Exception as err:  # whatever the weights-only unpickler raises (IndexError, KeyError, MemoryError...)
         raise ArtifactError(
             f"{path}: not a readable dplase artifact (corrupted, truncated, or not a weights-only torch file): "
-            f"{first}"
+            f"{_first_line(err)}"
         ) from err
-    if not isinstance(payload, dict) or payload.get(FORMAT_KEY) != 1:
+    if not isinstance(payload, dict) or FORMAT_KEY not in payload:
         raise ArtifactError(f"{path}: not a dplase artifact (missing '{FORMAT_KEY}' header)")
+    if payload[FORMAT_KEY] not in (1, FORMAT):
+        raise ArtifactError(f"{path}: unsupported dplase artifact format {payload[FORMAT_KEY]!r} (this version "
+                            f"reads 1 and {FORMAT}; a newer dplase wrote it, or the file is corrupted)")
     if kind is not None and payload.get("kind") != kind:
         raise ArtifactError(f"{path}: expected a '{kind}' artifact, found '{payload.get('kind')}'")
-    return payload["tensors"], json.loads(payload["meta_json"])
+    what = payload.get("kind") if isinstance(payload.get("kind"), str) else "artifact"
+    tensors, meta_json = payload.get("tensors"), payload.get("meta_json")
+    if not isinstance(tensors, dict) or not isinstance(meta_json, str):
+        raise ArtifactError(f"{path}: not a dplase artifact (no tensors or metadata)")
+    if payload[FORMAT_KEY] != 1:  # format 1 (older files) recorded no checksums
+        try:
+            tensors_ok = sha256_tree(tensors) == payload.get("tensors_sha256")
+        except Exception as err:  # a corrupted file can hold values no digest expects
+            raise ArtifactError(f"{path}: {what} tensors cannot be checked ({_first_line(err)})") from err
+        if not tensors_ok:
+            raise ArtifactError(f"{path}: {what} weights do not match their recorded sha256 (corrupted file)")
+        if hashlib.sha256(meta_json.encode("utf-8", "surrogatepass")).hexdigest() != payload.get("meta_sha256"):
+            raise ArtifactError(f"{path}: {what} metadata does not match its recorded sha256 (corrupted file)")
+    try:
+        meta = json.loads(meta_json)
+    except ValueError as err:
+        raise ArtifactError(f"{path}: {what} metadata is not valid JSON ({_first_line(err)})") from err
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{path}: {what} metadata is not a JSON object")
+    return tensors, meta

@@ -20,7 +20,8 @@ ENCODER_R2_FLAG = 0.5
 #: paired differences with a Holm-adjusted p below this are bold in comparison.html
 SIGNIFICANCE = 0.05
 _P_VALUE = re.compile(r" p=([0-9.eE+-]+)")
-WALK_ORDER = {"linear": 0, "norm": 1, "learned": 2}
+#: eval walks in the order of the ablation, then the channel-masked edit of the run's own walk
+WALK_ORDER = {"linear": 0, "norm": 1, "learned": 2, "masked": 3}
 
 
 def _num(x: float) -> str:
@@ -90,7 +91,7 @@ def comparison_sections(table: pd.DataFrame, paired: pd.DataFrame, reference: st
     names = [m for m in headline if m in present] or present[:6]
     sections = []
     for (dataset, model), part in table.groupby(["dataset", "model"], dropna=False, sort=True):
-        # the walks in the order of the ablation (no density term, analytic, learned), others after them
+        # the walks in the order of the ablation (no density term, analytic, learned), masked, others after them
         walks = sorted(part["walk"].dropna().unique(), key=lambda w: (WALK_ORDER.get(w, len(WALK_ORDER)), w)) or [None]
         pair_part = paired[(paired["dataset"] == dataset) & (paired["model"] == model)] if len(paired) else paired
         for walk in walks:

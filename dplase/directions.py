@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from dplase import __version__
-from dplase.artifacts import config_hash, load_artifact, save_artifact
+from dplase.artifacts import ArtifactError, config_hash, load_artifact, save_artifact
 from dplase.walks import WALKS
 
 #: the registered walk names (linear, norm, learned)
@@ -86,16 +86,19 @@ class DirectionSet:
     def load(cls, path: str | os.PathLike) -> DirectionSet:
         """Load a file written by `save` (weights_only; foreign files give a clear error)."""
         tensors, meta = load_artifact(path, kind="directions")
-        return cls(
-            directions=tensors["directions"],
-            scores=tensors["scores"],
-            method=meta["method"],
-            config=meta["config"],
-            walk=meta["walk"],
-            layer=meta["layer"],
-            seed=meta["seed"],
-            generator_sha256=meta["generator_sha256"],
-            package_version=meta["package_version"],
-            channel_masks=tensors.get("channel_masks"),
-            extra=dict(tensors.get("extra", {})),
-        )
+        try:
+            return cls(
+                directions=tensors["directions"],
+                scores=tensors["scores"],
+                method=meta["method"],
+                config=meta["config"],
+                walk=meta["walk"],
+                layer=meta["layer"],
+                seed=meta["seed"],
+                generator_sha256=meta["generator_sha256"],
+                package_version=meta["package_version"],
+                channel_masks=tensors.get("channel_masks"),
+                extra=dict(tensors.get("extra", {})),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as err:  # a hand-made or older foreign file
+            raise ArtifactError(f"{path}: not a valid DirectionSet ({type(err).__name__}: {err})") from err

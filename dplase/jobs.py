@@ -148,11 +148,17 @@ def plot_traversal_job(
     *, generator: str | os.PathLike, directions: str | os.PathLike, out: str | os.PathLike, n_steps: int = 7,
     max_eps: float | None = None, walk: str | None = None, k: int | None = None, seed: int = 0,
     group: int | None = None, device: str = "cpu", warn: Callable[[str], None] = log.warning,
+    masked: int | None = None, masked_beside: bool = False,
 ) -> Path:
     """Draw a traversal grid to ``out``: rows = directions (the first ``k``), columns = the evaluation's step
     grid over [-max_eps, max_eps] (None: the prior's T, as the evaluation grid), from one seeded start
     latent; ``group`` edits only that channel subspace.
-    For a generator with planted directions, each row also shows the oracle's traversal of its matched factor."""
+    For a generator with planted directions, each row also shows the oracle's traversal of its matched factor.
+
+    ``masked`` (a direction index) draws instead that direction's traversal unmasked and masked side by side
+    (`dplase.plots.masked`; ``group`` None: the evaluation's group rule). ``masked_beside`` (the workflow's
+    setting) also writes direction 0's to ``out`` with suffix .masked.png where the directions carry channel
+    masks."""
     from dplase.directions import DirectionSet
     from dplase.generators.registry import load_generator
     from dplase.plots.grids import save_traversal_grid
@@ -172,11 +178,28 @@ def plot_traversal_job(
         from dplase.walks.steps import max_step
 
         max_eps = max_step(adapter.prior)
+    if masked is not None:
+        return _masked_traversal(out, adapter, direction_set, walk_fn, masked, n_steps, max_eps, seed, group, walk)
+    if masked_beside and direction_set.channel_masks is not None:
+        _masked_traversal(Path(out).with_suffix(".masked.png"), adapter, direction_set, walk_fn, 0, n_steps,
+                          max_eps, seed, None, walk)
     oracle = hasattr(adapter, "planted_directions")  # the truth is known: show it beside each direction
     path, rows, cols = save_traversal_grid(out, adapter, direction_set, walk_fn, n_steps, max_eps, k, seed, group,
                                            walk, oracle=oracle)
     log.info("traversal grid %s: %d directions x %d steps%s", path, rows, cols,
              ", beside the matched planted directions" if oracle else "")
+    return path
+
+
+def _masked_traversal(out: str | os.PathLike, adapter: Any, direction_set: Any, walk_fn: Callable, direction: int,
+                      n_steps: int, max_eps: float, seed: int, group: int | None, walk: str | None) -> Path:
+    """`dplase.plots.masked.save_masked_traversal` of one direction, logged."""
+    from dplase.plots.masked import save_masked_traversal
+
+    path, group, share = save_masked_traversal(out, adapter, direction_set, walk_fn, direction, n_steps, max_eps,
+                                               seed=seed, group=group, walk=walk)
+    log.info("masked traversal %s: direction %d, group %d (share %.3f of the G1 change)", path, direction, group,
+             share)
     return path
 
 

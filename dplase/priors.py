@@ -1,7 +1,8 @@
 """Latent priors p0: sampling with explicit seeds, exact log-densities, per-dimension marginals.
 
-All priors factorise over dimensions (the learned density walk relies on that), and each exposes the
-distribution of ||z|| through `norm_quantiles`, used by the density metrics.
+The priors of `PRIOR_NAMES` factorise over dimensions (``independent``; the learned density walk relies on
+that and refuses the others); `FullGaussianPrior` (N(0, L L^T)) does not. Each exposes the distribution of
+||z|| through `norm_quantiles`, used by the density metrics.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ from dataclasses import dataclass
 
 import torch
 
+#: the factorised priors (independent dimensions)
 PRIOR_NAMES = ("gaussian", "uniform", "mixture")
+#: priors whose dimensions are dependent (the learned density walk refuses them)
+DEPENDENT_PRIOR_NAMES = ("gaussian_full",)
 
 
 def seeded_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
@@ -27,6 +31,8 @@ class Prior:
 
     dim: int
     name: str = "prior"
+    #: whether the dimensions are independent (log p0 is the sum of the marginals); a class attribute
+    independent = True
 
     def sample(self, n: int, seed: int | torch.Generator, device: str | torch.device = "cpu") -> torch.Tensor:
         """Draw ``n`` latents (n x dim). ``seed`` is an int or a torch.Generator; drawn on CPU then moved,
@@ -115,11 +121,48 @@ class MixturePrior(Prior):
         return {**super().to_config(), "mean": self.mean, "std": self.std}
 
 
+@dataclass(frozen=True)
+class FullGaussianPrior(Prior):
+    """N(0, L L^T) with a lower-triangular ``scale_tril`` L (rows as tuples): dependent dimensions, e.g. a
+    Gaussian fitted to a mapping network's output. It has no per-dimension marginal factorisation."""
+
+    name: str = "gaussian_full"
+    scale_tril: tuple[tuple[float, ...], ...] = ()
+    independent = False
+
+    def __post_init__(self) -> None:
+        tril = self.tril()
+        if tril.shape != (self.dim, self.dim) or not bool((torch.diagonal(tril) > 0).all()):
+            raise ValueError(f"scale_tril must be a {self.dim} x {self.dim} lower-triangular matrix with a "
+                             f"positive diagonal, got shape {tuple(tril.shape)}")
+
+    def tril(self) -> torch.Tensor:
+        return torch.tril(torch.tensor(self.scale_tril, dtype=torch.float64).reshape(-1, self.dim))
+
+    def _sample_cpu(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        return (torch.randn(n, self.dim, generator=gen).double() @ self.tril().T).float()
+
+    def log_prob_1d(self, x: torch.Tensor) -> torch.Tensor:
+        raise ValueError("the gaussian_full prior's dimensions are dependent: it has no factorised marginals")
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        tril = self.tril()
+        white = torch.linalg.solve_triangular(tril, z.double().T, upper=False).T
+        log_det = torch.log(torch.diagonal(tril)).sum()
+        return (-0.5 * white.pow(2).sum(-1) - log_det - 0.5 * self.dim * math.log(2 * math.pi)).to(z.dtype)
+
+    def to_config(self) -> dict:
+        return {**super().to_config(), "scale_tril": [list(row) for row in self.scale_tril]}
+
+
 def make_prior(name: str, dim: int, **kwargs: float) -> Prior:
-    """Build a prior by name ("gaussian", "uniform", "mixture")."""
-    classes = {"gaussian": GaussianPrior, "uniform": UniformPrior, "mixture": MixturePrior}
+    """Build a prior by name ("gaussian", "uniform", "mixture"; "gaussian_full" with ``scale_tril``)."""
+    classes = {"gaussian": GaussianPrior, "uniform": UniformPrior, "mixture": MixturePrior,
+               "gaussian_full": FullGaussianPrior}
+    if name == "gaussian_full" and "scale_tril" in kwargs:
+        kwargs["scale_tril"] = tuple(tuple(float(v) for v in row) for row in kwargs["scale_tril"])
     if name not in classes:
-        raise ValueError(f"unknown prior '{name}'; choose one of {', '.join(PRIOR_NAMES)}")
+        raise ValueError(f"unknown prior '{name}'; choose one of {', '.join(PRIOR_NAMES + DEPENDENT_PRIOR_NAMES)}")
     if dim <= 0:
         raise ValueError(f"prior dimension must be positive, got {dim}")
     return classes[name](dim=dim, **kwargs)

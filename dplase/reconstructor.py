@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dplase.artifacts import load_artifact, save_artifact
+from dplase.artifacts import ArtifactError, load_artifact, save_artifact
 from dplase.generators.base import GeneratorAdapter
-from dplase.training.loop import LoopState, run_loop, step_generator
+from dplase.training.loop import LoopState, check_finite_update, run_loop, step_generator
 from dplase.walks import WalkFn  # (z0, gamma, eps) -> walked latents, e.g. from dplase.walks.walk_for
 
 SHIFT_DISTRIBUTIONS = ("uniform", "normal")
@@ -164,6 +164,7 @@ def train_reconstructor(
         terms = reconstructor_terms(model, x0, x1, idx, eps, label_weight, shift_weight)
         opt.zero_grad(set_to_none=True)
         (terms["label"] + terms["shift"]).backward()
+        check_finite_update({"label": terms["label"], "shift": terms["shift"]}, model.parameters(), step)
         opt.step()
         return terms
 
@@ -228,7 +229,11 @@ def save_reconstructor(path: str | os.PathLike, model: Reconstructor, meta: dict
 def load_reconstructor(path: str | os.PathLike, device: str | torch.device = "cpu") -> Reconstructor:
     """Rebuild a reconstructor written by `save_reconstructor` (eval mode)."""
     tensors, meta = load_artifact(path, kind="reconstructor")
-    spec = dict(meta["spec"])
-    model = Reconstructor(spec["k"], spec["channels"], spec["width"], ShiftSampler(**spec["shifts"]))
-    model.load_state_dict(tensors["state"])
+    try:
+        spec = dict(meta["spec"])
+        model = Reconstructor(spec["k"], spec["channels"], spec["width"], ShiftSampler(**spec["shifts"]))
+        model.load_state_dict(tensors["state"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:  # a hand-made or foreign file
+        reason = " ".join(str(err).split())  # load_state_dict's message spans lines
+        raise ArtifactError(f"{path}: not a valid reconstructor ({type(err).__name__}: {reason})") from err
     return model.to(device).eval()

@@ -7,12 +7,19 @@ that explain each other form a subspace: S is thresholded per row (keep the larg
 fraction rho of the row's L1 mass), symmetrised, embedded by a truncated SVD, turned into an affinity
 ((normalised U U^T)_+ ^ power) and split by spectral clustering into groups. An edit restricted to group k
 mixes features: f_edit = M_k * G1(walk(z0, gamma, alpha)) + (1 - M_k) * G1(z0).
+
+Which group a direction's masked edit uses (the evaluation walk ``masked``, `dplase.walks.EVAL_WALKS`) follows
+one rule, `choose_group`: the group whose channels carry the largest share of the direction's mean squared
+feature change, mean over start latents, steps and positions of (G1(walk(z0, gamma, eps)) - G1(z0))^2
+(`channel_change`), computed once from the start latents and steps at hand (the evaluation's seeded z0 and
+step grid). A group's share grows with its size as well as with its channels' change: it is the share of the
+change the edit keeps. `masked_images` renders the edit for walked latents in batches.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -158,3 +165,67 @@ def masked_edit(
     f0 = generator.features(z0, layer)
     f1 = generator.features(walk(z0, gamma.to(z0), alpha_t), layer)
     return generator.from_features(masked_features(f0, f1, mask), layer)
+
+
+@torch.no_grad()
+def channel_change(
+    generator: GeneratorAdapter, layer: str, z0: torch.Tensor, gamma: torch.Tensor, steps: Sequence[float],
+    walk: Walk, batch_size: int = 256,
+) -> torch.Tensor:
+    """Per channel (C,), float64 on CPU: the mean over start latents, steps and positions of
+    (G1(walk(z0, gamma, eps)) - G1(z0))^2 at ``layer``."""
+    total: torch.Tensor | None = None
+    count = 0
+    for chunk in torch.split(z0, batch_size):
+        chunk = chunk.to(generator.device)
+        f0 = generator.features(chunk, layer)
+        for e in steps:
+            d = (generator.features(walk(chunk, gamma.to(chunk), float(e)), layer) - f0).double()
+            part = d.pow(2).transpose(0, 1).reshape(d.shape[1], -1).sum(1).cpu()
+            total = part if total is None else total + part
+            count += d.numel() // d.shape[1]
+    if total is None:
+        raise ValueError("channel_change needs at least one start latent and one step")
+    return total / count
+
+
+def group_shares(masks: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
+    """Per group (groups,): the share of the total channel ``change`` (C,) its mask (groups x C) covers; NaN
+    everywhere when nothing changes."""
+    change = change.double()
+    total = change.sum()
+    if not total > 0:
+        return torch.full((masks.shape[0],), float("nan"), dtype=torch.float64)
+    return masks.double().cpu() @ change / total
+
+
+def choose_group(masks: torch.Tensor, change: torch.Tensor) -> tuple[int, float]:
+    """(group, share): the group with the largest `group_shares` (the first on ties; group 0 with share NaN
+    when the direction changes no channel)."""
+    shares = group_shares(masks, change)
+    if torch.isnan(shares).all():
+        return 0, float("nan")
+    group = int(torch.argmax(shares))
+    return group, float(shares[group])
+
+
+@torch.no_grad()
+def masked_images(
+    generator: GeneratorAdapter, layer: str, z0: torch.Tensor, zw: torch.Tensor, mask: torch.Tensor,
+    batch_size: int = 256, keep_features: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Images G2(M * G1(zw) + (1 - M) * G1(z0)) on CPU for walked latents ``zw`` in step-major blocks of
+    len(z0) rows (row r of each block walked from start r, as the evaluation stacks them); with
+    ``keep_features`` also the edited features (CPU), else None."""
+    n = len(z0)
+    if n == 0 or len(zw) % n:
+        raise ValueError(f"walked latents ({len(zw)}) must be whole blocks of the {n} start latents")
+    starts = z0.repeat(len(zw) // n, 1)
+    images, feats = [], []
+    for a, b in zip(torch.split(starts, batch_size), torch.split(zw, batch_size), strict=True):
+        f = masked_features(generator.features(a.to(generator.device), layer),
+                            generator.features(b.to(generator.device), layer), mask)
+        images.append(generator.from_features(f, layer).cpu())
+        if keep_features:
+            feats.append(f.cpu())
+    return torch.cat(images), torch.cat(feats) if keep_features else None

@@ -13,12 +13,14 @@ from dplase.walks.learned import (
     CorrectionNet,
     DensityConfig,
     DensityModel,
+    LearnedCorrection,
     MonotoneCDF,
     correction_from_state,
     correction_state,
+    level_projection,
 )
-from dplase.walks.steps import max_step
-from dplase.walks.validation import eval_log_prob, validate_density
+from dplase.walks.steps import StepRange, max_step
+from dplase.walks.validation import eval_log_prob, evaluation_steps, validate_density, walk_records
 
 
 def _random_cdf(dim: int = 3, seed: int = 1) -> MonotoneCDF:
@@ -76,8 +78,9 @@ def test_cdf_losses_against_direct_computation():
 
 def test_den_loss_of_untrained_correction_is_the_linear_walk_drift():
     prior = make_prior("gaussian", 2)
-    cfg = DensityConfig(proximity=0.5)
+    cfg = DensityConfig(proximity=0.5, projection_start="network")  # l_den trains the network
     model = DensityModel(prior, cfg, step_scale=1.0, seed=0)
+    assert model.trains_network and not DensityModel(prior, DensityConfig(), 1.0, seed=0).trains_network
     z0 = torch.tensor([[0.5, -1.0], [1.0, 2.0]])
     eps = torch.tensor([1.0, -0.5])
     gamma = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
@@ -136,31 +139,94 @@ def test_learned_density_matches_the_gaussian_pdf():
     assert result["drift_norm"] < 1e-5  # the exact rescale
 
 
-def test_learned_walk_keeps_gaussian_log_density_drift_bounded():
-    result = validate_density("gaussian", dim=4, cdf_steps=400, correction_steps=400, n_directions=4,
-                              n_eval=256, cfg=FAST)
-    # measured 0.21 vs 0.47 for the linear walk (the norm rescale is exact here, but only keeps ~74% of
-    # the step along gamma; the learned walk keeps all of it)
-    assert result["drift_learned"] < 0.3
-    assert result["drift_learned"] < 0.6 * result["drift_linear"]
+# The acceptance bounds of the learned walk (issue 16), at the default study's z_dim 16, over the evaluation's
+# step grid in [-T, T]. Short runs (800 F steps, batch 256; the default C, a projection from the linear point, has
+# no network steps) so the three cost ~30 s together; `dplase validate-density` (1500 F steps) gives about the
+# same numbers (README, "The learned density walk").
+ACCEPT = {"dim": 16, "cdf_steps": 800, "correction_steps": 400, "n_eval": 256, "cfg": DensityConfig(batch=256)}
+
+
+def test_learned_walk_matches_the_norm_rescale_on_a_gaussian():
+    result = validate_density("gaussian", **ACCEPT)
+    # spec: drift <= 0.1 nats (measured 0.072; the exact norm rescale: ~1e-7, the linear walk: ~1.2)
+    assert result["drift_learned"] <= 0.1
+    assert result["drift_norm"] < 1e-5 and result["drift_linear"] > 1.0
+    assert result["progress_learned"] == pytest.approx(1.0, abs=1e-4)  # the full step along gamma is kept
+    assert result["outside_norm_learned"] <= result["outside_norm_linear"]
+
+
+@pytest.mark.parametrize("prior", ["uniform", "mixture"])
+def test_learned_walk_beats_the_norm_rescale_on_non_gaussian_priors(prior):
+    result = validate_density(prior, **ACCEPT)
+    # spec: below half of the norm walk's drift (measured: uniform 0.60 vs 7.9, mixture 1.37 vs 5.5)
+    assert result["drift_learned"] < 0.5 * result["drift_norm"]
     assert result["progress_learned"] == pytest.approx(1.0, abs=1e-4)
+    if prior == "uniform":
+        assert result["outside_learned"] < result["outside_norm"]  # fewer walks leave the cube
 
 
-def test_learned_walk_beats_norm_rescale_on_the_uniform_prior():
-    result = validate_density("uniform", dim=4, cdf_steps=400, correction_steps=400, n_directions=4, n_eval=256,
-                              cfg=FAST)
-    assert result["drift_learned"] < result["drift_norm"]
-    assert result["drift_learned"] < 0.25 * result["drift_linear"]
-    assert result["outside_learned"] <= result["outside_norm"]
-    assert result["progress_learned"] == pytest.approx(1.0, abs=1e-4)
+def test_validation_runs_on_the_evaluation_grid_and_reports_one_record_per_walk():
+    prior = make_prior("gaussian", 16)
+    grid = evaluation_steps(prior)
+    assert torch.equal(grid, torch.tensor(StepRange(max_step(prior)).nonzero(7)))  # EvalConfig.n_steps = 7
+    result = validate_density("gaussian", dim=3, cdf_steps=5, correction_steps=5, n_directions=2, n_eval=8)
+    records = walk_records(result)
+    assert [r["walk"] for r in records] == ["linear", "norm", "learned"]
+    keys = {"prior", "walk", "drift", "outside_norm", "outside", "progress", "steps"}
+    assert all(set(r) >= keys for r in records)
+    assert records[0]["drift"] == result["drift_linear"]
+    assert records[2]["outside_norm"] == result["outside_norm_learned"]
 
 
-def test_learned_walk_on_the_mixture_prior_moves_the_full_step_with_less_drift_than_linear():
-    # Honest limit: with the full step kept along gamma, the learned walk does NOT beat the norm rescale on
-    # this bimodal prior in a run this short (measured 1.8 vs norm 1.4, linear 2.0); with 1500 + 1500 steps
-    # and C width 256 it does (1.29 vs 1.40 vs 1.96). The norm walk also shortens the step to ~75%.
-    result = validate_density("mixture", dim=4, cdf_steps=400, correction_steps=400, n_directions=4, n_eval=256,
-                              cfg=FAST)
-    assert result["drift_learned"] < result["drift_linear"]
-    assert result["progress_learned"] == pytest.approx(1.0, abs=1e-4)
-    assert result["progress_norm"] < 0.9
+class _ExactGaussianDensity:
+    """Duck-typed F whose log-density is the exact N(0, I) one (for the projection alone)."""
+
+    def log_density(self, z: torch.Tensor, delta: float, detach_params: bool = False) -> torch.Tensor:
+        return -0.5 * z.pow(2).sum(-1)
+
+
+def test_level_projection_reaches_the_start_level_orthogonally_to_gamma():
+    gen = torch.Generator().manual_seed(3)
+    z0 = torch.randn(64, 8, generator=gen)
+    gamma = torch.nn.functional.normalize(torch.randn(64, 8, generator=gen), dim=1)
+    eps = torch.full((64,), 1.0)
+    z_lin = z0 + eps[:, None] * gamma
+    z = level_projection(_ExactGaussianDensity(), 1e-3, z0, z_lin, gamma, steps=6)
+    feasible = (z0 * gamma).sum(1).add(1.0).pow(2) < z0.pow(2).sum(1) - 0.5  # the level is reachable
+    torch.testing.assert_close(z.norm(dim=1)[feasible], z0.norm(dim=1)[feasible], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(((z - z_lin) * gamma).sum(1), torch.zeros(64), rtol=0, atol=1e-4)
+    # the nearest level point within the hyperplane: the component orthogonal to gamma is only rescaled
+    perp0 = z0 - (z0 * gamma).sum(1, keepdim=True) * gamma
+    perp = z - (z * gamma).sum(1, keepdim=True) * gamma
+    cos = torch.nn.functional.cosine_similarity(perp, perp0, dim=1)
+    assert bool((cos[feasible] > 1 - 1e-5).all())
+
+
+def test_learned_correction_round_trips_with_its_projection_and_old_states_load():
+    gen = torch.Generator().manual_seed(0)
+    net, cdf = CorrectionNet(4, width=8, generator=gen), _random_cdf(4)
+    with torch.no_grad():
+        net.out.weight.normal_(generator=gen)
+    c = LearnedCorrection(net, cdf, 1e-3, newton_steps=2)
+    z0, gamma = torch.randn(5, 4, generator=gen), torch.nn.functional.normalize(torch.randn(4, generator=gen), dim=0)
+    eps = torch.linspace(-1, 1, 5)
+    rebuilt = correction_from_state({"correction": correction_state(c)})
+    torch.testing.assert_close(rebuilt(z0, eps, gamma), c(z0, eps, gamma), rtol=0, atol=0)
+    assert not torch.allclose(c(z0, eps, gamma), net(z0, eps, gamma))  # the projection moved the proposal
+    linear_start = LearnedCorrection(net, cdf, 1e-3, newton_steps=2, start="linear")
+    rebuilt = correction_from_state({"correction": correction_state(linear_start)})
+    torch.testing.assert_close(rebuilt(z0, eps, gamma), linear_start(z0, eps, gamma), rtol=0, atol=0)
+    assert not torch.allclose(linear_start(z0, eps, gamma), c(z0, eps, gamma))  # the network is not used
+    older = correction_state(net)  # a DirectionSet written before the projection: the network alone
+    torch.testing.assert_close(correction_from_state({"correction": older})(z0, eps, gamma), net(z0, eps, gamma))
+
+
+def test_a_prior_with_dependent_dimensions_is_refused():
+    prior = make_prior("gaussian_full", 2, scale_tril=[[1.0, 0.0], [0.8, 0.6]])
+    with pytest.raises(ValueError, match=r"assumes independent latent dimensions.*gaussian_full"):
+        DensityModel(prior, DensityConfig(), 1.0, seed=0)
+    assert make_prior("mixture", 2).independent and not prior.independent
+    # its joint log-density is exact (against torch's multivariate normal)
+    z = prior.sample(6, 0)
+    reference = torch.distributions.MultivariateNormal(torch.zeros(2), scale_tril=prior.tril().float())
+    torch.testing.assert_close(prior.log_prob(z), reference.log_prob(z), rtol=1e-5, atol=1e-5)

@@ -293,3 +293,26 @@ def test_direction_set_round_trip_with_learned_walk_and_masks(tmp_path):
     b = walk_for(back, device="cpu")(z0, back.directions[0], eps)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert not torch.equal(a, z0 + eps[:, None] * ds.directions[0])  # the correction is really applied
+
+
+def test_density_gradient_reaches_the_directions_only_with_the_option():
+    gen = _tiny_dcgan()
+
+    def directions_after_one_step(option: bool) -> torch.Tensor:
+        config = make_config("dplase", **{**QUICK, "walk": "learned", "density_to_directions": option})
+        trainer = DPLaSETrainer(gen, config, seed=0)
+        trainer.step(0)
+        return trainer.dirs().detach()
+
+    off = directions_after_one_step(False)
+    assert torch.equal(off, directions_after_one_step(False))  # deterministic, so a difference is the option's
+    assert not torch.equal(off, directions_after_one_step(True))  # l_den's gradient moved Gamma too
+
+
+def test_learned_walk_refuses_a_prior_with_dependent_dimensions():
+    gen = _tiny_dcgan()
+    gen.prior = make_prior("gaussian_full", 8, scale_tril=torch.eye(8).add(0.5 * torch.tril(torch.ones(8, 8), -1))
+                           .tolist())
+    with pytest.raises(ValueError, match="assumes independent latent dimensions"):
+        DPLaSETrainer(gen, make_config("dplase", **{**QUICK, "walk": "learned"}), seed=0)
+    DPLaSETrainer(gen, make_config("dplase", **{**QUICK, "walk": "linear"}), seed=0)  # other walks are fine

@@ -20,6 +20,7 @@ COMMANDS = {
     "sweep": "dplase.cli.launch:sweep",
     "planted": "dplase.cli.planted:planted",
     "compare": "dplase.cli.compare:compare",
+    "validate-density": "dplase.cli.validate:validate_density",
 }
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from dplase.cli.options import InputFileError
 from dplase.methods import METHODS
 from dplase.walks import WALKS
 
@@ -166,7 +167,9 @@ def discover(ctx: click.Context, generator_path: str, method: str, out: Path, se
         discover_job(method=method, config=overrides, seed=seed, generator=generator_path, out=out,
                      losses=out.with_suffix(".losses.parquet"), labels={"method": method, "seed": seed},
                      device=device, checkpoint_every=checkpoint_every, progress=progress)
-    except (NonFiniteLossError, ArtifactError) as err:
+    except ArtifactError as err:
+        raise InputFileError(str(err)) from None
+    except NonFiniteLossError as err:  # a failed run, not bad input: exit code 1
         raise click.ClickException(str(err)) from None
     except ValueError as err:
         ctx.fail(str(err))
@@ -191,10 +194,14 @@ def discover(ctx: click.Context, generator_path: str, method: str, out: Path, se
 @click.option("--k", type=click.IntRange(min=1), help="Show only the first K directions (highest scores).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the start latent.")
 @click.option("--group", type=click.IntRange(min=0), help="Edit only the channels of this subspace group.")
+@click.option("--masked", type=click.IntRange(min=0), metavar="J",
+              help="Instead: direction J's traversal unmasked and masked (its channel subspace: --group, or the "
+                   "evaluation's rule) side by side, from 3 seeded start latents.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device.")
 @click.pass_context
 def traverse(ctx: click.Context, generator_path: str, directions_path: str, out: Path, n_steps: int,
-             max_eps: float | None, walk: str | None, k: int | None, seed: int, group: int | None, device: str) -> None:
+             max_eps: float | None, walk: str | None, k: int | None, seed: int, group: int | None,
+             masked: int | None, device: str) -> None:
     """Draw a traversal grid: one row per direction, one column per step, from one seeded start latent.
 
     \b
@@ -207,10 +214,10 @@ def traverse(ctx: click.Context, generator_path: str, directions_path: str, out:
 
     try:
         plot_traversal_job(generator=generator_path, directions=directions_path, out=out, n_steps=n_steps,
-                           max_eps=max_eps, walk=walk, k=k, seed=seed, group=group, device=device,
+                           max_eps=max_eps, walk=walk, k=k, seed=seed, group=group, masked=masked, device=device,
                            warn=lambda message: click.echo(f"warning: {message}", err=True))
     except ArtifactError as err:
-        raise click.ClickException(str(err)) from None
+        raise InputFileError(str(err)) from None
     except ValueError as err:
         ctx.fail(str(err))
     click.echo(f"wrote {out}")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 
-from dplase.cli.options import parse_key_values
+from dplase.cli.options import InputFileError, parse_key_values
 from dplase.data import DATASETS
 from dplase.metrics import METRICS
-from dplase.walks import WALKS
+from dplase.walks import EVAL_WALKS
 
 #: the registered metric groups (dplase.metrics.METRICS)
 METRIC_CHOICES = tuple(METRICS)
@@ -101,8 +101,9 @@ def train_predictor(ctx: click.Context, dataset: str, image_size: int, out: Path
 @click.option("--metrics", default=",".join(METRIC_CHOICES), show_default=True,
               callback=lambda c, p, v: _parse_list(c, p, v, METRIC_CHOICES),
               help="Comma-separated metric groups.")
-@click.option("--walks", default=None, callback=lambda c, p, v: _parse_list(c, p, v, tuple(WALKS)),
-              help="Comma-separated walks [default: linear,norm and learned where available].")
+@click.option("--walks", default=None, callback=lambda c, p, v: _parse_list(c, p, v, tuple(EVAL_WALKS)),
+              help="Comma-separated walks [default: linear,norm, learned where the set has a correction, masked "
+                   "(its own walk edited in one channel subspace) where it has channel masks].")
 @click.option("--n-samples", type=click.IntRange(min=2), default=64, show_default=True,
               help="Start latents per (walk, direction, step).")
 @click.option("--n-steps", type=click.IntRange(min=2), default=7, show_default=True,
@@ -159,6 +160,7 @@ def evaluate(ctx: click.Context, generator_path: str, directions_path: str, pred
     """
     import pandas as pd
 
+    from dplase.artifacts import ArtifactError
     from dplase.jobs import evaluate_job
     from dplase.metrics.fid import InceptionUnavailableError
 
@@ -172,7 +174,9 @@ def evaluate(ctx: click.Context, generator_path: str, directions_path: str, pred
         evaluate_job(evaluation=evaluation, generator=generator_path, directions=directions_path,
                      predictor=predictor_path, out=out, run_id=run_id, params=params, device=device,
                      progress=progress)
-    except (InceptionUnavailableError, ValueError) as err:  # ArtifactError is a ValueError
+    except ArtifactError as err:  # an unreadable input file: its one-line message, exit code 2
+        raise InputFileError(str(err)) from None
+    except (InceptionUnavailableError, ValueError) as err:
         ctx.fail(str(err))
     rows = len(pd.read_parquet(out, columns=["metric"]))
     click.echo(f"wrote {rows} rows to {out} in {time.perf_counter() - start:.1f} s")

@@ -14,3 +14,10 @@ def parse_key_values(ctx: click.Context, param: click.Parameter, values: tuple[s
             raise click.BadParameter(f"expected KEY=VALUE, got '{item}'", ctx=ctx, param=param)
         options[key] = value
     return options
+
+
+class InputFileError(click.ClickException):
+    """An input file that cannot be used (missing, corrupted, foreign): exit code 2 like a usage error, but only
+    the one-line message naming the file (the usage text would not help)."""
+
+    exit_code = 2

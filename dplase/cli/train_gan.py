@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from dplase.cli.options import parse_key_values
+from dplase.cli.options import InputFileError, parse_key_values
 from dplase.data import DATASETS
 from dplase.priors import PRIOR_NAMES
 from dplase.training.gan import GanConfig
@@ -78,7 +78,8 @@ def train_gan(ctx: click.Context, dataset: str, out: Path, image_size: str, step
     """
     import dataclasses
 
-    from dplase.training import Preempted
+    from dplase.artifacts import ArtifactError
+    from dplase.training import NonFiniteLossError, Preempted
     from dplase.training.gan import train_gan as run_training
 
     given = {"steps": steps, "batch_size": batch_size, "width": width, "z_dim": z_dim, "hidden": hidden,
@@ -104,6 +105,10 @@ def train_gan(ctx: click.Context, dataset: str, out: Path, image_size: str, step
     except Preempted as stop:
         click.echo(f"train-gan: {stop}", err=True)
         raise
+    except NonFiniteLossError as err:  # the run failed (exit code 1); its last good checkpoint is kept
+        raise click.ClickException(str(err)) from None
+    except ArtifactError as err:  # e.g. a checkpoint of another configuration at PATH.ckpt
+        raise InputFileError(str(err)) from None
     finally:
         torch.set_num_threads(threads_before)  # the command may run inside another process (tests, notebooks)
     click.echo(f"train-gan: wrote {path} and {path.with_suffix('.png')} "

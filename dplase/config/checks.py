@@ -12,6 +12,10 @@ from dplase.config import options as opts
 from dplase.config.errors import ConfigError
 from dplase.config.registries import is_planted, registry
 from dplase.config.runs import Run, expand_runs
+from dplase.config.values import check_method_option, check_target_options
+
+#: the schema's default sweep name: sweeps left unnamed may share it (their identical runs collapse to one)
+UNNAMED_SWEEP = "sweep"
 
 
 def check_config(config: Mapping[str, Any]) -> None:
@@ -22,16 +26,30 @@ def check_config(config: Mapping[str, Any]) -> None:
     if weights and not Path(weights).is_file():
         raise ConfigError("evaluation.inception_weights", f"file {weights} does not exist")
     _check_options(config["evaluation"]["options"], "evaluation.options", opts.eval_options)
+    _check_eval_walks(config["evaluation"]["options"], "evaluation.options")
+    check_target_options(config["evaluation"]["options"], "evaluation.options", "eval")
     _check_options(config["predictor"]["options"], "predictor.options", opts.predictor_options)
+    check_target_options(config["predictor"]["options"], "predictor.options", "predictor")
+    names: dict[str, int] = {}
     for i, sweep in enumerate(config["sweeps"]):
         where = f"sweeps[{i}]"
+        # the runs table and the report tell sweeps apart by name; unnamed sweeps share the schema's default
+        if sweep["name"] in names and sweep["name"] != UNNAMED_SWEEP:
+            raise ConfigError(f"{where}.name", f"sweep name '{sweep['name']}' is already used by "
+                                               f"sweeps[{names[sweep['name']]}]; give each sweep its own name")
+        names[sweep["name"]] = i
         _check_names(sweep.get("models"), config["models"], f"{where}.models", "model")
         _check_names(sweep.get("datasets"), config["datasets"], f"{where}.datasets", "dataset")
         _check_options(sweep["evaluation"].get("options", {}), f"{where}.evaluation.options", opts.eval_options)
+        _check_eval_walks(sweep["evaluation"].get("options", {}), f"{where}.evaluation.options")
+        check_target_options(sweep["evaluation"].get("options", {}), f"{where}.evaluation.options", "eval")
         for part in ("params", "grid"):
             for option, value in sweep[part].items():
-                for v in value if part == "grid" else [value]:
+                for j, v in enumerate(value if part == "grid" else [value]):
+                    item = f"{where}.{part}.{option}" + (f"[{j}]" if part == "grid" else "")
                     _check_option(option, v, f"{where}.{part}.{option}")
+                    for method in sweep["methods"]:
+                        check_method_option(method, option, v, item)
             for method in sweep["methods"]:
                 _check_method_accepts(method, sweep[part], f"{where}.{part}")
     for i, extra in enumerate(config["include"]):
@@ -40,6 +58,7 @@ def check_config(config: Mapping[str, Any]) -> None:
         _check_names([extra["dataset"]], config["datasets"], f"{where}.dataset", "dataset")
         for option, value in extra["params"].items():
             _check_option(option, value, f"{where}.params.{option}")
+            check_method_option(extra["method"], option, value, f"{where}.params.{option}")
         _check_method_accepts(extra["method"], extra["params"], f"{where}.params")
     _check_runs(config)
 
@@ -68,6 +87,7 @@ def _check_models(models: Mapping[str, Any]) -> None:
                               f"family '{model['family']}' is not trained or planted by the workflow: give its "
                               f"checkpoint (families the workflow makes: {', '.join(made)})")
         _check_options(model["train"], f"models.{model_id}.train", opts.gan_options, "not a GAN training option")
+        check_target_options(model["train"], f"models.{model_id}.train", "gan")
         if is_planted(model) and not model.get("checkpoint"):
             _check_planted(model_id, model["planted"])
 
@@ -112,6 +132,14 @@ def _check_options(options: Mapping[str, Any], key: str, known: Callable[[], set
             raise ConfigError(f"{key}.{option}", f"{message}; known: {', '.join(sorted(names))}")
 
 
+def _check_eval_walks(options: Mapping[str, Any], key: str) -> None:
+    """The evaluation's ``walks`` (when given) must be registered evaluation walks (latent walks, masked)."""
+    walks = registry("evaluation walk")
+    for j, walk in enumerate(options.get("walks") or []):
+        if walk not in walks:
+            raise ConfigError(f"{key}.walks[{j}]", f"unknown walk '{walk}'; choose one of {', '.join(walks)}")
+
+
 def _check_names(names: Sequence[str] | None, defined: Mapping[str, Any], key: str, what: str) -> None:
     """Every name must be defined; the key gets an index when ``names`` is a config list."""
     indexed = len(names or []) != 1 or not key.endswith(f".{what}")
@@ -125,7 +153,7 @@ def _check_option(option: str, value: Any, key: str) -> None:
     if option.endswith("steps") and isinstance(value, int | float) and value < 0:
         raise ConfigError(key, f"steps must be >= 0, got {value}")
     walks = registry("walk")
-    if option == "walk" and value not in walks:
+    if option == "walk" and (not isinstance(value, str) or value not in walks):
         raise ConfigError(key, f"unknown walk '{value}'; choose one of {', '.join(walks)}")
     if option == "k" and (not isinstance(value, int) or value < 1):
         raise ConfigError(key, f"K must be a positive integer, got {value!r}")
@@ -173,7 +201,11 @@ def _check_runs(config: Mapping[str, Any]) -> None:
     correcting = methods.where(fits_correction=True)
     planted = registry("generator family").where(planted=True)
     seen: set[tuple[str, str, str, Any, str]] = set()
-    for run in expand_runs(config):
+    runs = expand_runs(config)
+    if not runs:  # a study that would silently do nothing is a mistake
+        key = "exclude" if config["sweeps"] and config["exclude"] else "sweeps"
+        raise ConfigError(key, "the config has no runs (no sweeps or include entries, or exclude drops them all)")
+    for run in runs:
         marker = (run.model, run.dataset, run.method, run.params.get("k"), run.walk)
         if marker in seen:
             continue

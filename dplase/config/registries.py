@@ -16,6 +16,7 @@ REGISTRIES = {
     "dataset": "dplase.data:DATASETS",
     "method": "dplase.methods:METHODS",
     "walk": "dplase.walks:WALKS",
+    "evaluation walk": "dplase.walks:EVAL_WALKS",
     "metric": "dplase.metrics:METRICS",
     "figure": "dplase.plots:FIGURES",
     "stage": "dplase.stages:STAGES",

@@ -170,7 +170,7 @@ class Sweep:
         traversal = self.config["traversal"]
         max_eps = traversal.get("max_eps")
         return {"n_steps": int(traversal["n_steps"]), "max_eps": None if max_eps is None else float(max_eps),
-                "walk": self.run(run_id).walk, "device": "cpu"}
+                "walk": self.run(run_id).walk, "device": "cpu", "masked_beside": True}
 
     def _write_runs_table_kwargs(self, key: None) -> dict[str, Any]:
         return {"rows": [run.to_row() for run in self.runs]}

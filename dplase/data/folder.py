@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import os
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +139,7 @@ def parse_factor_table(table: pd.DataFrame) -> tuple[list[FactorSpec], pd.DataFr
             raise ValueError(f"factors column {column!r}: missing value at {_row_name(table, int(missing[0]))}")
         kind = kind or _kind_from_dtype(column, series)
         if kind == "categorical":
-            spec, coded = _categorical(name, column, series)
+            spec, coded = _categorical(name, column, series, table)
         else:
             spec, coded = _continuous(name, column, series, table, period)
         specs.append(spec)
@@ -146,7 +147,11 @@ def parse_factor_table(table: pd.DataFrame) -> tuple[list[FactorSpec], pd.DataFr
     return specs, pd.DataFrame(columns, index=pd.RangeIndex(len(table)))
 
 
-def _categorical(name: str, column: str, series: pd.Series) -> tuple[FactorSpec, np.ndarray]:
+def _categorical(name: str, column: str, series: pd.Series, table: pd.DataFrame) -> tuple[FactorSpec, np.ndarray]:
+    if pd.api.types.is_float_dtype(series.dtype):  # an infinite label is a broken value, not a category
+        bad = np.flatnonzero(~np.isfinite(series.to_numpy(dtype=np.float64)))
+        if bad.size:
+            raise ValueError(f"factors column {column!r}: non-finite value at {_row_name(table, int(bad[0]))}")
     if isinstance(series.dtype, pd.CategoricalDtype):
         categories = list(series.cat.categories)
         codes = series.cat.codes.to_numpy().astype(np.int64)
@@ -189,6 +194,15 @@ def _list_images(folder: Path) -> list[str]:
     return names
 
 
+def _normalisation_hint(folder: Path, name: str) -> str:
+    """A hint when the folder holds ``name`` in another Unicode normalisation (macOS writes NFD names)."""
+    for form in ("NFC", "NFD"):
+        other = unicodedata.normalize(form, name)
+        if other != name and (folder / other).is_file():
+            return f" (but {other!r}, the same name in Unicode form {form}, is: spell it that way in the table)"
+    return ""
+
+
 def _read_image(path: Path) -> np.ndarray:
     """One image as an (H, W, C) uint8 array, C = 1 (grayscale) or 3 (RGB)."""
     from PIL import Image, UnidentifiedImageError
@@ -202,6 +216,8 @@ def _read_image(path: Path) -> np.ndarray:
             array = np.asarray(img.convert(mode), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise ValueError(f"cannot read image {path}: {err}") from err
+    except Exception as err:  # PIL's decoders raise many other types for a corrupted or oversized file
+        raise ValueError(f"cannot read image {path}: {type(err).__name__}: {err}") from err
     return array[:, :, None] if array.ndim == 2 else array
 
 
@@ -293,6 +309,8 @@ class FolderDataset(ImageDataset):
         self.path = Path(path)
         self.factors_path = Path(factors) if factors is not None else None
         table = read_factor_table(self.factors_path) if self.factors_path is not None else None
+        if table is not None and table.empty:
+            raise ValueError(f"factors table {self.factors_path} has no rows (or no columns)")
         images, self.files = self._load_images(table)
         self.factor_specs, self._factors = parse_factor_table(table) if table is not None else ([], None)
         self.channels = int(images.shape[1])
@@ -319,6 +337,10 @@ class FolderDataset(ImageDataset):
 
     def _align_files(self, table: pd.DataFrame | None) -> list[str]:
         if table is not None and FILE_COLUMN in table.columns:
+            blank = np.flatnonzero(table[FILE_COLUMN].isna().to_numpy())
+            if blank.size:
+                raise ValueError(f"factors table {self.factors_path} row {int(blank[0])}: "
+                                 f"column {FILE_COLUMN!r} has no file name")
             names = [str(v) for v in table[FILE_COLUMN].tolist()]
             seen: dict[str, int] = {}
             for row, name in enumerate(names):
@@ -328,9 +350,8 @@ class FolderDataset(ImageDataset):
                     )
                 seen[name] = row
                 if not (self.path / name).is_file():
-                    raise ValueError(
-                        f"factors table {self.factors_path} row {row}: file {name!r} not found in {self.path}"
-                    )
+                    raise ValueError(f"factors table {self.factors_path} row {row}: file {name!r} not found in "
+                                     f"{self.path}{_normalisation_hint(self.path, name)}")
             return names
         names = _list_images(self.path)
         if table is not None:

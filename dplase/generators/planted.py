@@ -287,6 +287,17 @@ class PlantedAdapter(NetworkAdapter):
         values = self.net.factor_values(f[:, :-1])
         return {**{k: v.cpu() for k, v in values.items()}, "fidelity": f[:, -1].cpu()}
 
+    @torch.no_grad()
+    def exact_factors_from_features(self, f: torch.Tensor, layer: str) -> dict[str, torch.Tensor] | None:
+        """The true factor values of G2(f) for features ``f`` at ``layer`` (a feature-space edit such as the
+        masked walk's), where the features determine them: at ``factors`` they are the codes and fidelity
+        themselves; None at ``render`` (sprite maps, no inverse)."""
+        if self.check_layer(layer) != "factors":
+            return None
+        f = f.to(self.device)
+        values = self.net.factor_values(f[:, :-1])
+        return {**{k: v.cpu() for k, v in values.items()}, "fidelity": f[:, -1].cpu()}
+
 
 def build_planted(z_dim: int = 16, image_size: int = 64, channels: int = 1, seed: int = 0, level: str = "aligned",
                   factors: Sequence[str] = FACTORS, gains: Sequence[float] | None = None,

@@ -49,17 +49,26 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
     if family not in FAMILIES:
         raise ArtifactError(f"{path}: unknown generator family '{family}'; known: {', '.join(FAMILIES)}")
     adapter_cls = FAMILIES[family].load()
-    net = adapter_cls.network(**meta["arch"])
-    state = tensors["generator"]
-    if sha256_tensors(state) != meta.get("weights_sha256"):
+    state = tensors.get("generator")
+    try:
+        weights_ok = isinstance(state, dict) and sha256_tensors(state) == meta.get("weights_sha256")
+    except (AttributeError, TypeError, RuntimeError):  # a hand-made file whose "generator" holds non-tensors
+        weights_ok = False
+    if not weights_ok:
         raise ArtifactError(f"{path}: generator weights do not match their recorded sha256 (corrupted file)")
+    try:
+        net = adapter_cls.network(**meta["arch"])
+        prior = prior_from_config(meta["prior"])
+    except (KeyError, TypeError, ValueError) as err:  # a hand-made file with incomplete or foreign metadata
+        raise ArtifactError(f"{path}: generator metadata is incomplete or invalid ({type(err).__name__}: "
+                            f"{err})") from err
     try:
         net.load_state_dict(state)
     except RuntimeError as err:
-        raise ArtifactError(f"{path}: weights do not fit architecture {meta['arch']}: {err}") from err
+        reason = " ".join(str(err).split())  # torch's message spans lines; an error message is one line
+        raise ArtifactError(f"{path}: weights do not fit architecture {meta['arch']}: {reason}") from err
     name = meta.get("name") or Path(path).stem
-    return adapter_cls(net, prior_from_config(meta["prior"]), device=device,
-                       checkpoint_sha256=sha256_file(path), name=name)
+    return adapter_cls(net, prior, device=device, checkpoint_sha256=sha256_file(path), name=name)
 
 
 def generator_meta(path: str | os.PathLike) -> dict[str, Any]:

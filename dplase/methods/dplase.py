@@ -46,12 +46,19 @@ from dplase.methods.dplase_losses import (
     as_matrix,
     full_terms,
     orthogonality_penalty,
-    stochastic_terms,
+    stochastic_walk_terms,
 )
 from dplase.subspace import SelfExpression, SubspaceConfig, cluster_channels, labels_to_masks, subspace_step
 from dplase.training.loop import LoopState, run_loop, step_generator
 from dplase.walks import WALKS, apply_walk
-from dplase.walks.learned import CorrectionFn, DensityConfig, DensityModel, correction_state
+from dplase.walks.learned import (
+    PROJECTION_STARTS,
+    CorrectionFn,
+    DensityConfig,
+    DensityModel,
+    correction_state,
+    density_state,
+)
 from dplase.walks.steps import StepRange
 
 ESTIMATORS = ("full", "stochastic")
@@ -108,7 +115,10 @@ class DPLaSEConfig(MethodConfig):
     cdf_lr: float = 1e-2  # Adam for F
     correction_lr: float = 3e-3  # Adam for C
     density_batch: int = 512
+    newton_steps: int = 5  # C's level projection on F (0: the network alone; dplase.walks.learned)
+    projection_start: str = "linear"  # the projection starts from z0 + eps gamma ("linear") or C's network
     correction_from_variation: bool = False  # let l_var's gradient reach C's weights too
+    density_to_directions: bool = False  # let l_den's gradient reach Gamma too (the objective's min over Gamma)
     # scoring
     score_samples: int = 256
     # channel subspaces
@@ -130,6 +140,7 @@ class DPLaSEConfig(MethodConfig):
         choices = {"walk": (self.walk, tuple(WALKS)), "estimator": (self.estimator, ESTIMATORS),
                    "cross": (self.cross, CROSS_FORMS),
                    "orthogonal": (self.orthogonal, ORTHOGONAL), "density_mode": (self.density_mode, DENSITY_MODES),
+                   "projection_start": (self.projection_start, PROJECTION_STARTS),
                    "subspace_reg": (self.subspace_reg, ("l1", "l2"))}
         for name, (value, allowed) in choices.items():
             if value not in allowed:
@@ -140,6 +151,7 @@ class DPLaSEConfig(MethodConfig):
                     "cdf_lr": self.cdf_lr > 0, "correction_lr": self.correction_lr > 0,
                     "density_batch": self.density_batch >= 1,
                     "density_pretrain_steps": self.density_pretrain_steps >= 0, "min_slope": self.min_slope >= 0,
+                    "newton_steps": self.newton_steps >= 0,
                     "proximity": self.proximity >= 0, "score_samples": self.score_samples >= 1,
                     "subspace_steps": self.subspace_steps >= 0, "subspace_groups": self.subspace_groups >= 1,
                     "subspace_rho": 0 < self.subspace_rho <= 1}
@@ -219,16 +231,7 @@ class DPLaSETrainer:
         ``correction_from_variation`` (so C learns density preservation, not extra variation)."""
         if self.density is None:
             return None
-        c = self.density.correction
-        if not train or self.cfg.correction_from_variation:
-            return c
-        params = {name: v.detach() for name, v in c.named_parameters()}
-        params.update(dict(c.named_buffers()))
-
-        def detached(z0: torch.Tensor, eps: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
-            return torch.func.functional_call(c, params, (z0, eps, gamma))
-
-        return detached
+        return self.density.walk_correction(detach=train and not self.cfg.correction_from_variation)
 
     def _sample(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         z0 = self.g.prior.sample(n, gen).to(self.g.device)
@@ -269,7 +272,7 @@ class DPLaSETrainer:
         labels = torch.randint(0, k, (2, n), generator=gen).to(self.g.device)
         zr, er = z0.repeat(2, 1), eps.repeat(2)
         f = self._features(self.walk(zr, gamma[labels.reshape(-1)], er, train=True))
-        return stochastic_terms(f0 - f[:n], f0 - f[n:], labels[0] != labels[1])
+        return stochastic_walk_terms(f0, f, labels[0] != labels[1])
 
     def _main_step(self, gen: torch.Generator) -> dict[str, torch.Tensor]:
         cfg = self.cfg
@@ -287,11 +290,13 @@ class DPLaSETrainer:
                 terms.update(self.density.cdf_losses(zf))
                 loss = loss + terms["mon"] + terms["lik"]
                 optimisers.append(self.opt_cdf)
-            zd, ed = self._sample(cfg.density_batch, gen)
-            idx = torch.randint(0, gamma.shape[0], (cfg.density_batch,), generator=gen).to(self.g.device)
-            terms.update(self.density.den_losses(zd, ed, gamma.detach()[idx]))
-            loss = loss + terms["den"] + terms["prox"]
-            optimisers.append(self.opt_corr)
+            if self.density.trains_network or cfg.density_to_directions:  # else l_den has nothing to train
+                zd, ed = self._sample(cfg.density_batch, gen)
+                idx = torch.randint(0, gamma.shape[0], (cfg.density_batch,), generator=gen).to(self.g.device)
+                gd = gamma if cfg.density_to_directions else gamma.detach()
+                terms.update(self.density.den_losses(zd, ed, gd[idx]))
+                loss = loss + terms["den"] + terms["prox"]
+                optimisers.append(self.opt_corr)
         for opt in optimisers:
             opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -349,14 +354,9 @@ class DPLaSETrainer:
 
     def extra(self) -> dict[str, Any]:
         extra: dict[str, Any] = {"max_step": torch.tensor(self.max_step, dtype=torch.float64)}
-        if self.density is not None:
-            extra["correction"] = correction_state(self.density.correction)
-            cdf = self.density.cdf
-            extra["density"] = {
-                "arch": torch.tensor([cdf.dim, cdf.width], dtype=torch.int64),
-                "delta": torch.tensor(self.cfg.delta),
-                "weights": {k: v.detach().cpu().clone() for k, v in cdf.state_dict().items()},
-            }
+        if self.density is not None:  # C (network, projection steps and F) and F on its own
+            extra["correction"] = correction_state(self.density.walk_correction())
+            extra["density"] = density_state(self.density.cdf, self.cfg.delta)
         return extra
 
 

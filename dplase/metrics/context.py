@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from dplase.metrics import METRICS
+from dplase.walks import EVAL_WALKS
 from dplase.walks.steps import StepRange
 
 if TYPE_CHECKING:
@@ -41,7 +42,8 @@ class EvalConfig:
     # explicit larger value extrapolates on request (per-step rows past the run's trained range: extrapolated)
     max_eps: float | None = None
     n_steps: int = 7  # odd: the grid contains 0
-    walks: tuple[str, ...] | None = None  # None: linear, norm, and learned where the set has a correction
+    # None: linear, norm, learned where the set has a correction, masked where it has channel masks
+    walks: tuple[str, ...] | None = None  # names of `dplase.walks.EVAL_WALKS`
     extractor: str = "domain"
     inception_weights: str | None = None
     n_real: int = 2000  # real images (with replacement): FID reference, attribute reference scales
@@ -70,6 +72,9 @@ class EvalConfig:
             raise ValueError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
         if self.n_steps < 2 or (self.max_eps is not None and not self.max_eps > 0):
             raise ValueError(f"need n_steps >= 2 and max_eps > 0, got {self.n_steps} and {self.max_eps}")
+        if self.walks is not None:
+            for walk in self.walks:
+                EVAL_WALKS.check(walk)
         if self.n_samples < 2:
             raise ValueError(f"n_samples must be >= 2, got {self.n_samples}")
         if min(self.n_mig, self.n_dci_train, self.n_dci_test) < 1:
@@ -103,8 +108,14 @@ class EvalContext:
     walks: list[str]
     steps: list[float]  # the non-zero grid steps (step 0 is the start point itself)
     z0: torch.Tensor  # (K * n) x d on CPU, from seed; rows j*n:(j+1)*n are direction j's start points
-    #: (walk, direction) -> walked latents, (len(steps) * n) x d on CPU: step i's block is `step_rows(i)`
+    #: (walk, direction) -> walked latents, (len(steps) * n) x d on CPU: step i's block is `step_rows(i)`; for a
+    #: feature-space edit (masked) the latents of its underlying walk (`dplase.walks.walk_for`)
     walked: dict[tuple[str, int], torch.Tensor] = field(default_factory=dict)
+    #: (walk, direction) -> exact factors of a feature-space edit's images, where the generator knows them from
+    #: features (`PlantedAdapter.exact_factors_from_features`); latent walks' come from their latents
+    walked_exact: dict[tuple[str, int], dict[str, torch.Tensor]] = field(default_factory=dict)
+    #: rows the walk loop itself measures (the masked walk's group choice), added to the results
+    loop_rows: list[Row] = field(default_factory=list)
     #: the predictor's reading of the latest image batch, shared by the image metrics it is shown to
     _last_predictions: tuple[Any, Predictions] | None = field(default=None, repr=False)
 
@@ -144,10 +155,21 @@ class EvalContext:
         return self._last_predictions[1]
 
     def walk_fn(self, walk: str):
-        """``(z0, gamma, eps) -> z`` for a walk name, on the generator's device."""
+        """``(z0, gamma, eps) -> z`` for a walk name, on the generator's device (a feature-space edit's: the latent
+        of its underlying walk)."""
         from dplase.walks import walk_for
 
         return walk_for(self.directions, walk, device=self.generator.device)
+
+    def exact_factors(self, walk: str, j: int) -> dict[str, torch.Tensor] | None:
+        """The exact factors of (walk, direction j)'s images, for a generator with ``exact_factors``: from the
+        walked latents for a latent walk, from the edited features for a feature-space edit (None where the
+        generator cannot tell them from the features at the DirectionSet's layer)."""
+        from dplase.walks import is_feature_edit
+
+        if is_feature_edit(walk):
+            return self.walked_exact.get((walk, j))
+        return self.generator.exact_factors(self.walked[(walk, j)])
 
 
 class ImageMetric:

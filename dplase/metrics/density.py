@@ -5,7 +5,8 @@ Per walked latent z_w with start z0: the log-density drift log p0(z_w) - log p0(
 (`Prior.norm_quantiles`, the chi distribution for a Gaussian).
 
 `density_metric` is the registered metric "density": those means per (walk, direction, step), from the walked
-latents alone (no images).
+latents alone (no images). A feature-space edit (the masked walk) has the latents of its underlying walk, so its
+rows repeat that walk's values, with a note saying so.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 
 from dplase.metrics.context import EvalContext, Row
 from dplase.priors import Prior
+from dplase.walks import is_feature_edit
 
 #: the central mass of ||z|| under the prior counted as "inside"
 CENTRAL_MASS = 0.98
@@ -61,8 +63,10 @@ def density_metric(ctx: EvalContext) -> list[Row]:
     rows: list[Row] = []
     for (walk, j), zw in ctx.walked.items():
         z0 = ctx.z0[ctx.block(j)]
+        note = (f"feature-space edit: the latent of its underlying {ctx.directions.walk} walk"
+                if is_feature_edit(walk) else None)
         for i, e in enumerate(ctx.steps):
             summary = density_summary(prior, z0, zw[ctx.step_rows(i)], bounds)
-            rows += [{"walk": walk, "direction": j, "step": e, "metric": name, "value": value, "n_samples": ctx.n}
-                     for name, value in summary.items()]
+            rows += [{"walk": walk, "direction": j, "step": e, "metric": name, "value": value, "n_samples": ctx.n,
+                      **({"note": note} if note else {})} for name, value in summary.items()]
     return rows

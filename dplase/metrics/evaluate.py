@@ -11,6 +11,14 @@ change through the factor predictor, FID features); only predictions and feature
 with the image count. Then each requested metric (`dplase.metrics.METRICS`, in registry order) returns its rows.
 Every evaluation also writes the predictor's held-out scores (`predictor_heldout_rows`).
 
+The walk ``masked`` (`dplase.walks.EVAL_WALKS`; default for a DirectionSet with channel masks) is scored like
+any other walk: its images, G2(M_k * G1(z_walk) + (1 - M_k) * G1(z0)) with z_walk the set's own walk, feed every
+image metric. Per direction, the group k is chosen once from the direction's own seeded start latents and the
+step grid (`dplase.subspace.choose_group`: the largest share of the mean squared G1 change), recorded as rows
+``masked_group`` (the group index) and ``masked_group_share`` (its share). Its walked latents are those of the
+underlying walk, so latent-only metrics (density) repeat that walk's values for it (their note says so); RCA,
+which renders G(z) from latents, writes a NaN row with the reason.
+
 Seeds derived from ``seed``: start latents = seed, real images = seed + 2, code encoder = seed + 3,
 RCA = seed + 4 (test pairs seed + 5), exact-factor references = seed + 6, code-encoder fit = seed + 7. The
 workflow passes each run its replicate's seed (`dplase.seeds.replicate_seed`).
@@ -31,7 +39,7 @@ from dplase.metrics import METRICS
 from dplase.metrics.context import EvalConfig, EvalContext, ImageMetric, Row
 from dplase.metrics.predictor import FactorPredictor
 from dplase.results import make_rows
-from dplase.walks import default_walks
+from dplase.walks import default_walks, is_feature_edit
 from dplase.walks.steps import is_extrapolated, trained_range
 
 __all__ = ["EvalConfig", "EvalContext", "evaluate", "make_context", "results_frame", "run_walks"]
@@ -47,6 +55,10 @@ def make_context(generator, directions, predictor: FactorPredictor, dataset, con
         )
     if directions.z_dim != generator.z_dim:
         raise ValueError(f"directions have d={directions.z_dim}, the generator z_dim={generator.z_dim}")
+    edits = [w for w in config.walks or () if is_feature_edit(w)]
+    if edits and getattr(directions, "channel_masks", None) is None:
+        raise ValueError(f"walk '{edits[0]}' needs channel masks, but this '{directions.method}' DirectionSet has "
+                         "none (fit DP-LaSE with subspace: true)")
     return EvalContext(
         generator=generator, directions=directions, predictor=predictor.to(device).eval(), dataset=dataset,
         config=config, device=device, walks=list(config.walks or default_walks(directions)),
@@ -81,18 +93,51 @@ def run_walks(ctx: EvalContext, metrics: list[ImageMetric]) -> None:
     bar = tqdm(total=len(ctx.walks) * ctx.k, desc="walks", disable=not ctx.config.progress, dynamic_ncols=True,
                leave=False)
     for w in ctx.walks:
-        walk_fn = ctx.walk_fn(w)
+        walk_fn, edit = ctx.walk_fn(w), is_feature_edit(w)
         for j in range(ctx.k):
             gamma, z0 = gammas[j].to(gen.device), ctx.z0[ctx.block(j)].to(gen.device)
             with torch.no_grad():
                 zw = torch.cat([walk_fn(z0, gamma, e).cpu() for e in ctx.steps])
             ctx.walked[(w, j)] = zw
+            images = masked_walk(ctx, w, j, walk_fn, bool(metrics)) if edit else None
             if metrics:
-                images = gen.generate(zw.to(gen.device), batch_size)
+                if images is None:
+                    images = gen.generate(zw.to(gen.device), batch_size)
                 for metric in metrics:
                     metric.walked(w, j, images)
             bar.update(1)
     bar.close()
+
+
+def masked_walk(ctx: EvalContext, w: str, j: int, walk_fn, render: bool) -> torch.Tensor | None:
+    """Direction j's masked edit: its group by `choose_group` over its start latents and the step grid (recorded
+    in ``ctx.loop_rows``), then, with ``render``, its images (CPU), and their exact factors into
+    ``ctx.walked_exact`` where the generator tells them from features."""
+    from dplase.subspace import channel_change, choose_group, masked_images
+
+    gen, directions, batch_size = ctx.generator, ctx.directions, ctx.config.batch_size
+    layer = directions.layer or gen.default_layer()
+    masks = directions.channel_masks[j]
+    z0, gamma = ctx.z0[ctx.block(j)], directions.directions[j].to(gen.device)
+    group, share = choose_group(masks, channel_change(gen, layer, z0, gamma, ctx.steps, walk_fn, batch_size))
+    n_changes = ctx.n * len(ctx.steps)
+    note = (f"group {group} of {masks.shape[0]} ({int(masks[group].sum())} of {masks.shape[1]} channels at layer "
+            f"{layer}): share of the mean squared G1 change of the {directions.walk} walk over the evaluation's "
+            "start latents and steps")
+    ctx.loop_rows += [{"walk": w, "direction": j, "metric": "masked_group", "value": float(group),
+                       "n_samples": n_changes, "note": note},
+                      {"walk": w, "direction": j, "metric": "masked_group_share", "value": share,
+                       "n_samples": n_changes, "note": note}]
+    if not render:
+        return None
+    exact_fn = getattr(gen, "exact_factors_from_features", None)
+    images, feats = masked_images(gen, layer, z0, ctx.walked[(w, j)], masks[group], batch_size,
+                                  keep_features=exact_fn is not None)
+    if exact_fn is not None:
+        exact = exact_fn(feats, layer)
+        if exact is not None:
+            ctx.walked_exact[(w, j)] = exact
+    return images
 
 
 def evaluate(
@@ -112,6 +157,7 @@ def evaluate(
     rows: list[Row] = []
     for name in names:
         rows += fed[name].rows() if name in fed else METRICS.load(name)(ctx)
+    rows += ctx.loop_rows
     trained = trained_range(directions, generator.prior)
     for row in rows:  # per-step rows: inside the run's trained step range or extrapolated (requested max_eps)
         if row.get("step") is not None and row.get("extrapolated") is None:

@@ -25,6 +25,10 @@ know the true factors of every latent (`PlantedAdapter.exact_factors`, `dplase.g
   than two factors, as there) and factors their exact values on the planted dataset's 20-value grids (ordinal
   codes: gbt regresses them).
 
+A feature-space edit (the masked walk) is scored from the exact factors of its edited features
+(`EvalContext.exact_factors`; the planted generator knows them at its ``factors`` layer); where the generator
+cannot tell them (the ``render`` layer), the walk gets one NaN ``attr_exact_top_share`` row with the reason.
+
 Seeds: the reference prior sample (reference scales and ceiling) is drawn with seed + 6 (the ceiling takes its
 first rows, or a larger sample of the same seed when its sizes ask for more); pairs and scores use seed.
 A generator without exact factors gets no rows.
@@ -121,6 +125,7 @@ class ExactAttributeChange(ImageMetric):
         self.fidelity: dict[str, list[float]] = defaultdict(list)  # walk -> mean |Δ fidelity| per direction
         self.pred_direction: dict[str, list[dict[str, float]]] = defaultdict(list)  # walk -> predictor means
         self.agreement: dict[str, float] = {}
+        self.unscored: set[str] = set()  # feature-space edits whose images' exact factors are unknown
         self.start_exact: dict[str, torch.Tensor] = {}
         self.start_pred: Predictions | None = None
         self.pred_scales: dict[str, float] = {}
@@ -148,13 +153,16 @@ class ExactAttributeChange(ImageMetric):
 
     def walked(self, walk: str, j: int, images: torch.Tensor) -> None:
         """Per-step exact rows; per-direction means of the exact, fidelity and predictor changes."""
-        if not self.active:
+        if not self.active or walk in self.unscored:
             return
         ctx = self.ctx
+        walked_exact = ctx.exact_factors(walk, j)
+        if walked_exact is None:
+            self.unscored.add(walk)
+            return
         block = ctx.block(j)
         start = exact_predictions({k: v[block] for k, v in self.start_exact.items()}, self.names)
         start_fid = self.start_exact[FIDELITY][block].double()
-        walked_exact = ctx.generator.exact_factors(ctx.walked[(walk, j)])
         walked = exact_predictions(walked_exact, self.names)
         totals: dict[str, list[float]] = defaultdict(list)
         fid_steps = []
@@ -189,6 +197,8 @@ class ExactAttributeChange(ImageMetric):
         rows = list(self.step_rows)
         shared = [s["name"] for s in self.shared]
         for w, summaries in self.per_direction.items():
+            if w in self.unscored:
+                continue
             matrix = change_matrix(summaries, self.names)
             shares = top_share(matrix)
             for j in range(len(matrix)):
@@ -205,6 +215,10 @@ class ExactAttributeChange(ImageMetric):
                 predicted = change_matrix(self.pred_direction[w], shared)
                 rows.append({"walk": w, "metric": "attr_agreement", "value": pearson(predicted, exact),
                              "n_samples": n_images * len(matrix)})
+        layer = ctx.directions.layer or ctx.generator.default_layer()
+        rows += [{"walk": w, "metric": "attr_exact_top_share", "value": math.nan,
+                  "note": f"not measured: the generator cannot tell exact factors from features at layer {layer}"}
+                 for w in sorted(self.unscored)]
         rows += [{"metric": name, "value": value, "n_samples": len(ctx.z0)} for name, value in self.agreement.items()]
         sizes = disent_sizes(ctx)  # the encoder route's sample sizes: comparable MI bias
         z = (self.reference_z[:sizes.n_draw] if sizes.n_draw <= len(self.reference_z)

@@ -6,15 +6,19 @@ its accuracy on pairs drawn from a different seed is the score (chance: 1/K).
 
 `rca_metric` is the registered metric "rca": one score per walk (seed + 4 of the evaluation seed), with shifts on
 the one step range (`dplase.walks.steps.shift_range`: scale T of the prior, minimum T / 12), the range Voynov's
-method trains on and the evaluation grid defaults to, whatever ``max_eps`` the grid was asked for.
+method trains on and the evaluation grid defaults to, whatever ``max_eps`` the grid was asked for. A feature-space
+edit (the masked walk) gets a NaN row with the reason: the reconstructor renders its pairs from latents.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
 from dplase.metrics.context import EvalContext, Row
 from dplase.reconstructor import WalkFn, reconstructor_accuracy, train_reconstructor
+from dplase.walks import is_feature_edit
 from dplase.walks.steps import shift_range
 
 
@@ -42,6 +46,11 @@ def rca_metric(ctx: EvalContext) -> list[Row]:
     rows: list[Row] = []
     scale = shift_range(gen.prior)
     for w in ctx.walks:
+        if is_feature_edit(w):
+            rows.append({"walk": w, "metric": "rca", "value": math.nan,
+                         "note": "not measured: the reconstructor renders G(z) from latents; a feature-space edit "
+                                 "has no latent of its own"})
+            continue
         # shifts on the one step range, T of the prior (not Voynov's 6, tuned for d = 512): the range the
         # methods train on and the grid defaults to; RCA never extrapolates
         value = rca(gen, ctx.directions.directions, ctx.walk_fn(w), steps=cfg.rca_steps, n_test=cfg.rca_test,

@@ -26,8 +26,10 @@ from matplotlib.figure import Figure
 from dplase.plots import FIGURES
 from dplase.plots.replicates import REPLICATE, replicate_intervals
 
-#: how the walk a method was trained with is named in the ablation
-WALK_LABELS = {"linear": "linear\n(no density term)", "norm": "norm\n(analytic)", "learned": "learned\n(density net)"}
+#: how the walk a method was trained with is named in the ablation (masked, an evaluation's feature-space edit,
+#: is never a training walk; labelled for completeness)
+WALK_LABELS = {"linear": "linear\n(no density term)", "norm": "norm\n(analytic)", "learned": "learned\n(density net)",
+               "masked": "masked\n(channel subspace)"}
 DEFAULT_ABLATION_METRICS = ("fid", "abs_logp_drift", "outside_share", "attr_top_share", "mig", "rca")
 #: axis labels with units
 METRIC_LABELS = {
@@ -226,7 +228,8 @@ def ablation(metrics: pd.DataFrame, names: Sequence[str] = DEFAULT_ABLATION_METR
                  f"t-interval over replicates (none for n = 1)")
     if summary.empty:
         return _empty(fig, axes[0], "no rows for the ablation metrics " + ", ".join(names))
-    order = [w for w in ("linear", "norm", "learned") if w in set(summary["train_walk"])]
+    present_walks = set(summary["train_walk"])
+    order = [w for w in WALK_LABELS if w in present_walks] + sorted(present_walks - set(WALK_LABELS))
     datasets = sorted(summary["dataset"].dropna().unique())
     colours = sns.color_palette(n_colors=max(len(datasets), 1))
     width = 0.8 / max(len(datasets), 1)
@@ -246,7 +249,7 @@ def ablation(metrics: pd.DataFrame, names: Sequence[str] = DEFAULT_ABLATION_METR
                 if pd.notna(n):
                     ax.annotate(f"n={int(n)}", (xi, 0), xytext=(0, 2), textcoords="offset points", ha="center",
                                 fontsize=6, color="white")
-        ax.set_xticks(range(len(order)), [WALK_LABELS[w] for w in order], fontsize=8)
+        ax.set_xticks(range(len(order)), [WALK_LABELS.get(w, w) for w in order], fontsize=8)
         ax.set(title=name, xlabel="training walk", ylabel=METRIC_LABELS.get(name, name))
         if ax is axes[-1]:
             ax.legend(title="dataset")

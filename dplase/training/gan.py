@@ -28,7 +28,7 @@ from dplase.generators.dcgan import DCGANDiscriminator, DCGANGenerator
 from dplase.generators.registry import load_generator, save_generator
 from dplase.priors import make_prior
 from dplase.results import history_frame, write_losses
-from dplase.training.loop import LoopState, run_loop, step_generator
+from dplase.training.loop import LoopState, check_finite_update, run_loop, step_generator
 
 log = logging.getLogger(__name__)
 
@@ -190,11 +190,14 @@ class GanTrainer:
             terms["r1"] = r1.detach()
         self.opt_d.zero_grad(set_to_none=True)
         total.backward()
+        # a NaN/Inf loss or gradient stops the run here, before it reaches the weights (or a checkpoint)
+        check_finite_update({k: terms[k] for k in ("d_loss", "r1") if k in terms}, self.disc.parameters(), step)
         self.opt_d.step()
 
         g_loss = F.softplus(-self.disc(fake)).mean()
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward(inputs=list(self.gen.parameters()))  # no weight gradients for D here
+        check_finite_update({"g_loss": g_loss}, self.gen.parameters(), step)
         self.opt_g.step()
         update_ema(self.ema, self.gen, ema_decay_at(step, cfg.ema_decay))
         terms["g_loss"] = g_loss.detach()

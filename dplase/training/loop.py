@@ -6,7 +6,10 @@ Guarantees, so no trainer re-implements them:
 - a checkpoint (module and optimizer state dicts, step, loss history) is written atomically every
   ``checkpoint_every`` steps and when SIGTERM or SIGUSR2 arrives (the SLURM pre-emption signals); after the
   signal the loop raises `Preempted`, and rerunning the same command resumes from that checkpoint;
-- a NaN/Inf in any loss term stops the run with `NonFiniteLossError` naming the term and the step;
+- a NaN/Inf in any loss term stops the run with `NonFiniteLossError` naming the term and the step; trainers
+  call `check_finite_update` between backward() and the optimiser step, so a finite loss with a NaN/Inf
+  gradient stops the run too, before it reaches the weights; and a checkpoint is never written over with
+  non-finite weights, so the last good one stays on disk and resumes;
 - losses go to a tqdm bar (each term shown) and to a long-format history (step, term, value).
 """
 
@@ -17,7 +20,7 @@ import logging
 import math
 import os
 import signal
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,6 +129,45 @@ def _check_finite(terms: Mapping[str, float], step: int) -> None:
             raise NonFiniteLossError(f"loss term '{name}' is {value} at step {step}; stopping (no artifact written)")
 
 
+def _peak(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Largest |value| over tensors (NaN if any is NaN), as one 0-d tensor on their device (no host sync)."""
+    return torch.stack([torch.linalg.vector_norm(t, math.inf) for t in tensors if t.numel()]).amax()
+
+
+def check_finite_update(losses: Mapping[str, torch.Tensor], params: Iterable[torch.Tensor], step: int) -> None:
+    """Raise `NonFiniteLossError` naming the term and the step when a loss term, or the gradient that
+    backward() left on ``params``, holds NaN/Inf. Call it between backward() and the optimiser step, so a
+    broken update never reaches the weights (one host sync for all of it)."""
+    grads = [p.grad.detach() for p in params if p.grad is not None and p.grad.numel()]
+    values = [loss.detach().reshape(()).float() for loss in losses.values()]
+    if grads:
+        values.append(_peak(grads).float())
+    host = torch.stack(values).tolist()
+    for name, value in zip(losses, host, strict=False):
+        if not math.isfinite(value):
+            raise NonFiniteLossError(f"loss term '{name}' is {value} at step {step}; stopping before the "
+                                     "optimiser step")
+    if grads and not math.isfinite(host[-1]):
+        raise NonFiniteLossError(f"gradient of loss term '{' + '.join(losses)}' is {host[-1]} at step {step} "
+                                 "(the loss itself is finite); stopping before the optimiser step")
+
+
+def _check_finite_weights(state: LoopState, step: int) -> None:
+    """Refuse to checkpoint modules whose weights became NaN/Inf (a trainer without `check_finite_update`)."""
+    for name, obj in state.stateful.items():
+        params = [p.detach() for p in obj.parameters() if p.numel()] if isinstance(obj, torch.nn.Module) else []
+        if params and not math.isfinite(float(_peak(params))):
+            raise NonFiniteLossError(f"weights of '{name}' became non-finite by step {step} (a NaN/Inf gradient); "
+                                     "stopping without writing them to the checkpoint")
+
+
+def _kept(ckpt: Path | None, saved_step: int | None) -> str:
+    """What a stopped run leaves behind, for the error message."""
+    if ckpt is None or saved_step is None:
+        return "no checkpoint was written yet"
+    return f"the last good checkpoint {ckpt} (step {saved_step}) is kept; rerunning resumes from it"
+
+
 def run_loop(
     *,
     total_steps: int,
@@ -148,15 +190,20 @@ def run_loop(
         raise ValueError(f"steps must be >= 0, got {total_steps}")
     meta = json.loads(json.dumps(meta or {}, sort_keys=True))  # what a reload returns (tuples -> lists)
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
+    saved_step = None
     if ckpt is not None and ckpt.exists():
         _resume(state, ckpt, kind, meta)
+        saved_step = state.step
     with preemption_flag() as flag, tqdm(
         total=total_steps, initial=state.step, desc=desc, disable=not progress, dynamic_ncols=True, leave=False
     ) as bar:
         while state.step < total_steps:
             step = state.step
-            terms = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in step_fn(step).items()}
-            _check_finite(terms, step)
+            try:
+                terms = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in step_fn(step).items()}
+                _check_finite(terms, step)
+            except NonFiniteLossError as err:
+                raise NonFiniteLossError(f"{err}; {_kept(ckpt, saved_step)}") from None
             state.history.extend((step, name, value) for name, value in terms.items())
             state.step = step + 1
             if on_step is not None:
@@ -165,7 +212,12 @@ def run_loop(
             bar.set_postfix({k: f"{v:.4g}" for k, v in terms.items()}, refresh=False)
             due = ckpt is not None and checkpoint_every > 0 and state.step % checkpoint_every == 0
             if ckpt is not None and (due or flag.signum is not None):
+                try:
+                    _check_finite_weights(state, state.step)
+                except NonFiniteLossError as err:
+                    raise NonFiniteLossError(f"{err}; {_kept(ckpt, saved_step)}") from None
                 save_checkpoint(state, ckpt, kind, meta)
+                saved_step = state.step
             if flag.signum is not None:
                 if ckpt is None:
                     raise Preempted(state.step, Path("<no checkpoint path>"), flag.signum)

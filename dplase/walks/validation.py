@@ -1,6 +1,8 @@
 """The learned walk on known priors: train F and C, then measure how well each walk preserves density.
 
-Used by the tests and ``scripts/validate_density.py``.
+Used by ``dplase validate-density`` (`dplase.cli.validate`) and the tests. Every number is over held-out start
+points, the directions and the evaluation's own step grid (the non-zero steps of ``EvalConfig.n_steps`` in
+[-T, T], T = `max_step` of the prior), the range C trains on.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ def fit_density_model(
     prior: Prior, cfg: DensityConfig, directions: torch.Tensor, max_step: float, cdf_steps: int,
     correction_steps: int, seed: int = 0, progress: bool = False,
 ) -> DensityModel:
-    """Train F on prior samples, then (F frozen) C on walks along ``directions`` with eps ~ U(-T, T)."""
+    """Train F on prior samples, then (F frozen) C's network on walks along ``directions`` with eps ~ U(-T, T)
+    (no C steps when the network is not in the walk: a projection from the linear point)."""
     model = DensityModel(prior, cfg, max_step, seed)
+    correction_steps = correction_steps if model.trains_network else 0
     steps = StepRange(max_step)
     opt_f = torch.optim.Adam(model.cdf.parameters(), lr=cfg.cdf_lr)
     opt_c = torch.optim.Adam(model.correction.parameters(), lr=cfg.correction_lr)
@@ -63,21 +67,30 @@ def eval_log_prob(prior: Prior, z: torch.Tensor, smooth: float = 0.05) -> torch.
 
 def density_drift(prior: Prior, walk: WalkFn, z0: torch.Tensor, directions: torch.Tensor,
                   eps_grid: torch.Tensor) -> dict[str, float]:
-    """Mean |log p0(walk) - log p0(z0)| over start points x directions x steps, the share of walked points
-    outside the support, and the progress along the direction, mean (z - z0).gamma / eps (1 for the linear
-    walk; a walk that "preserves density" by not moving would score 0)."""
-    drifts, outside, progress = [], [], []
+    """Over start points x directions x steps: the mean |log p0(walk) - log p0(z0)| (``drift``), the share of
+    walked points outside the support (``outside``) and outside the central 98% of the prior's norm
+    distribution (``outside_norm``, `dplase.metrics.density.norm_bounds`), and the progress along the
+    direction, mean (z - z0).gamma / eps (1 for the linear walk; a walk that "preserves density" by not moving
+    would score 0)."""
+    from dplase.metrics.density import norm_bounds
+
+    lo, hi = norm_bounds(prior)
+    drifts, outside, outside_norm, progress = [], [], [], []
     base = eval_log_prob(prior, z0)
     for gamma in directions:
         for eps in eps_grid.tolist():
             z = walk(z0, gamma, torch.full((z0.shape[0],), float(eps)))
             drifts.append((eval_log_prob(prior, z) - base).abs())
             outside.append(~torch.isfinite(prior.log_prob(z)))
+            norms = z.norm(dim=1)
+            outside_norm.append((norms < lo) | (norms > hi))
             progress.append((z - z0) @ gamma / eps)
     return {"drift": float(torch.cat(drifts).mean()), "outside": float(torch.cat(outside).float().mean()),
+            "outside_norm": float(torch.cat(outside_norm).float().mean()),
             "progress": float(torch.cat(progress).mean())}
 
 
+@torch.no_grad()
 def _pdf_error(model: DensityModel, prior: Prior) -> float:
     """max |log F' - log p| on [-3, 3] over dimensions (Gaussian prior only, else NaN)."""
     if not isinstance(prior, GaussianPrior):
@@ -87,32 +100,55 @@ def _pdf_error(model: DensityModel, prior: Prior) -> float:
     return float((est - prior.log_prob_1d(grid)[:, None]).abs().max())
 
 
+def evaluation_steps(prior: Prior, n_steps: int | None = None) -> torch.Tensor:
+    """The evaluation's non-zero steps in [-T, T] (``n_steps`` None: ``EvalConfig.n_steps``)."""
+    from dplase.metrics.context import EvalConfig  # lazy: the metrics package pulls in the generator code
+
+    n_steps = EvalConfig.n_steps if n_steps is None else n_steps
+    return torch.tensor(StepRange(max_step(prior)).nonzero(n_steps))
+
+
 def validate_density(
-    prior_name: str, dim: int = 8, seed: int = 0, cdf_steps: int = 1500, correction_steps: int = 1500,
+    prior_name: str, dim: int = 16, seed: int = 0, cdf_steps: int = 1500, correction_steps: int = 1500,
     n_directions: int = 8, n_eval: int = 512, cfg: DensityConfig | None = None, progress: bool = False,
+    n_steps: int | None = None,
 ) -> dict[str, Any]:
     """Train F and C on a known prior and report how well they preserve density.
 
-    Returns ``{"prior", "dim", "max_step", "max_abs_log_pdf_error"`` (max |log F' - log p| on [-3, 3] over
-    dimensions; Gaussian only, else NaN)``, and for each registered walk (linear / norm / learned) the mean
-    |Delta log p0| (``drift_<walk>``), the share of walked points outside the support (``outside_<walk>``) and
-    the progress along the direction (``progress_<walk>``), over held-out start points, the directions and
-    the 8 non-zero probe steps in [-T, T]}``.
+    Returns ``{"prior", "dim", "max_step", "steps", "newton_steps", "max_abs_log_pdf_error"`` (max |log F' - log
+    p| on [-3, 3] over dimensions; Gaussian only, else NaN)``, and for each registered walk (linear / norm /
+    learned) ``drift_<walk>``, ``outside_<walk>``, ``outside_norm_<walk>`` and ``progress_<walk>`` of
+    `density_drift`, over held-out start points, the directions and the evaluation's steps (`evaluation_steps`)}``.
     """
     cfg = cfg or DensityConfig()
     prior = make_prior(prior_name, dim)
     steps = StepRange(max_step(prior))
+    grid = evaluation_steps(prior, n_steps)
     q, _ = torch.linalg.qr(torch.randn(dim, dim, generator=torch.Generator().manual_seed(seed + 11)))
     directions = q.T[:n_directions].contiguous()
     model = fit_density_model(prior, cfg, directions, steps.max_step, cdf_steps, correction_steps, seed, progress)
     model.eval()
-    result: dict[str, Any] = {"prior": prior_name, "dim": dim, "max_step": steps.max_step}
+    result: dict[str, Any] = {"prior": prior_name, "dim": dim, "max_step": steps.max_step,
+                              "steps": [round(float(e), 6) for e in grid], "newton_steps": cfg.newton_steps,
+                              "projection_start": cfg.projection_start}
+    result["max_abs_log_pdf_error"] = _pdf_error(model, prior)
+    z0 = prior.sample(n_eval, seed + 1_000_003)
     with torch.no_grad():
-        result["max_abs_log_pdf_error"] = _pdf_error(model, prior)
-        z0 = prior.sample(n_eval, seed + 1_000_003)
         for name, entry in WALKS.items():
-            walk = make_walk(name, model.correction if entry["needs_correction"] else None)
-            stats = density_drift(prior, walk, z0, directions, steps.probe())
-            for key in ("drift", "outside", "progress"):
-                result[f"{key}_{name}"] = stats[key]
+            if entry.get("needs_masks"):  # feature-space edits have no latent walk of their own
+                continue
+            walk = make_walk(name, model.walk_correction() if entry["needs_correction"] else None)
+            stats = density_drift(prior, walk, z0, directions, grid)
+            for key, value in stats.items():
+                result[f"{key}_{name}"] = value
     return result
+
+
+def walk_records(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One record per walk of a `validate_density` result (what ``dplase validate-density`` prints)."""
+    shared = {k: v for k, v in result.items() if not any(k.startswith(f"{m}_") for m in _MEASURES)}
+    walks = sorted({k.split("_", 1)[1] for k in result if k.startswith("drift_")}, key=list(WALKS).index)
+    return [{**shared, "walk": w, **{m: result[f"{m}_{w}"] for m in _MEASURES}} for w in walks]
+
+
+_MEASURES = ("drift", "outside", "outside_norm", "progress")
