@@ -28,6 +28,9 @@ def _json_value(value):
               help="Level-projection steps on F (0: C's network alone).")
 @click.option("--projection-start", type=click.Choice(["linear", "network"]), default="linear", show_default=True,
               help="Where the projection starts: the linear step (C's network unused) or the network's proposal.")
+@click.option("--projection", type=click.Choice(["normal", "orthogonal"]), default="normal", show_default=True,
+              help="Newton steps along the level's normal (nearest level point) or orthogonal to the direction "
+                   "(the full step along it kept).")
 @click.option("--directions", "n_directions", type=click.IntRange(min=1), default=8, show_default=True,
               help="Random orthonormal directions to walk along (at most --dim).")
 @click.option("--n-eval", type=click.IntRange(min=2), default=512, show_default=True, help="Held-out start points.")
@@ -38,7 +41,7 @@ def _json_value(value):
 @click.option("--progress/--no-progress", default=False, show_default=True, help="Training progress bars.")
 @click.pass_context
 def validate_density(ctx: click.Context, priors: tuple[str, ...], dim: int, cdf_steps: int, correction_steps: int,
-                     newton_steps: int, projection_start: str, n_directions: int, n_eval: int,
+                     newton_steps: int, projection_start: str, projection: str, n_directions: int, n_eval: int,
                      n_steps: int | None, seed: int, threads: int | None, progress: bool) -> None:
     """Mean |Delta log p0| and the share of walked latents outside the central 98% of the prior's norm
     distribution, for the linear, norm and learned walks, over the evaluation's step range [-T, T].
@@ -63,7 +66,7 @@ def validate_density(ctx: click.Context, priors: tuple[str, ...], dim: int, cdf_
     if threads is not None:
         torch.set_num_threads(threads)
     for prior in priors or PRIOR_NAMES:
-        cfg = DensityConfig(newton_steps=newton_steps, projection_start=projection_start)
+        cfg = DensityConfig(newton_steps=newton_steps, projection_start=projection_start, projection=projection)
         result = run(prior, dim=dim, seed=seed, cdf_steps=cdf_steps, correction_steps=correction_steps,
                      n_directions=n_directions, n_eval=n_eval, cfg=cfg, progress=progress, n_steps=n_steps)
         for record in walk_records(result):

@@ -53,6 +53,7 @@ from dplase.training.loop import LoopState, run_loop, step_generator
 from dplase.walks import WALKS, apply_walk
 from dplase.walks.learned import (
     PROJECTION_STARTS,
+    PROJECTIONS,
     CorrectionFn,
     DensityConfig,
     DensityModel,
@@ -117,6 +118,7 @@ class DPLaSEConfig(MethodConfig):
     density_batch: int = 512
     newton_steps: int = 5  # C's level projection on F (0: the network alone; dplase.walks.learned)
     projection_start: str = "linear"  # the projection starts from z0 + eps gamma ("linear") or C's network
+    projection: str = "normal"  # C's Newton steps along the level's normal, or "orthogonal" to gamma
     correction_from_variation: bool = False  # let l_var's gradient reach C's weights too
     density_to_directions: bool = False  # let l_den's gradient reach Gamma too (the objective's min over Gamma)
     # scoring
@@ -141,6 +143,7 @@ class DPLaSEConfig(MethodConfig):
                    "cross": (self.cross, CROSS_FORMS),
                    "orthogonal": (self.orthogonal, ORTHOGONAL), "density_mode": (self.density_mode, DENSITY_MODES),
                    "projection_start": (self.projection_start, PROJECTION_STARTS),
+                   "projection": (self.projection, PROJECTIONS),
                    "subspace_reg": (self.subspace_reg, ("l1", "l2"))}
         for name, (value, allowed) in choices.items():
             if value not in allowed:

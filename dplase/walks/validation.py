@@ -130,7 +130,7 @@ def validate_density(
     model.eval()
     result: dict[str, Any] = {"prior": prior_name, "dim": dim, "max_step": steps.max_step,
                               "steps": [round(float(e), 6) for e in grid], "newton_steps": cfg.newton_steps,
-                              "projection_start": cfg.projection_start}
+                              "projection_start": cfg.projection_start, "projection": cfg.projection}
     result["max_abs_log_pdf_error"] = _pdf_error(model, prior)
     z0 = prior.sample(n_eval, seed + 1_000_003)
     with torch.no_grad():
