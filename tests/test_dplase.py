@@ -316,3 +316,27 @@ def test_learned_walk_refuses_a_prior_with_dependent_dimensions():
     with pytest.raises(ValueError, match="assumes independent latent dimensions"):
         DPLaSETrainer(gen, make_config("dplase", **{**QUICK, "walk": "learned"}), seed=0)
     DPLaSETrainer(gen, make_config("dplase", **{**QUICK, "walk": "linear"}), seed=0)  # other walks are fine
+
+
+class _NanGradient(torch.autograd.Function):
+    """Identity forward, NaN backward: a finite loss whose gradient is broken."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad * float("nan")
+
+
+def test_nan_gradient_with_a_finite_loss_stops_before_the_update():
+    weight, _ = _linear_weight()
+    gen = LinearAdapter(weight)
+    features = gen.features
+    gen.features = lambda z, layer: _NanGradient.apply(features(z, layer))
+    trainer = DPLaSETrainer(gen, make_config("dplase", k=3, steps=4, batch_size=4, score_samples=8), seed=0)
+    before = trainer.dirs().detach().clone()
+    with pytest.raises(NonFiniteLossError, match=r"gradient of loss term .* is nan at step 0"):
+        trainer.step(0)
+    assert torch.equal(trainer.dirs().detach(), before)  # the broken update never reached Gamma

@@ -49,7 +49,7 @@ from dplase.methods.dplase_losses import (
     stochastic_walk_terms,
 )
 from dplase.subspace import SelfExpression, SubspaceConfig, cluster_channels, labels_to_masks, subspace_step
-from dplase.training.loop import LoopState, run_loop, step_generator
+from dplase.training.loop import LoopState, check_finite_update, run_loop, step_generator
 from dplase.walks import WALKS, apply_walk
 from dplase.walks.learned import (
     PROJECTION_STARTS,
@@ -246,7 +246,7 @@ class DPLaSETrainer:
         if step < self.pretrain:
             return self._cdf_step(gen)
         if step < self.pretrain + self.cfg.steps:
-            return self._main_step(gen)
+            return self._main_step(gen, step)
         return self._subspace_step(step - self.pretrain - self.cfg.steps, gen)
 
     def _cdf_step(self, gen: torch.Generator) -> dict[str, torch.Tensor]:
@@ -277,7 +277,7 @@ class DPLaSETrainer:
         f = self._features(self.walk(zr, gamma[labels.reshape(-1)], er, train=True))
         return stochastic_walk_terms(f0, f, labels[0] != labels[1])
 
-    def _main_step(self, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    def _main_step(self, gen: torch.Generator, step: int) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         gamma = self.dirs()
         terms = self.variation_terms(gamma, gen)
@@ -302,7 +302,8 @@ class DPLaSETrainer:
                 optimisers.append(self.opt_corr)
         for opt in optimisers:
             opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # then a NaN/Inf loss term or gradient stops the run before any update
+        check_finite_update(terms, [p for opt in optimisers for g in opt.param_groups for p in g["params"]], step)
         for opt in optimisers:
             opt.step()
         terms["loss"] = loss

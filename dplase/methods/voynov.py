@@ -44,7 +44,7 @@ from dplase.methods import (
 )
 from dplase.priors import seeded_generator
 from dplase.reconstructor import build_reconstructor, per_direction_accuracy, reconstructor_terms, sample_pairs
-from dplase.training.loop import LoopState, run_loop, step_generator
+from dplase.training.loop import LoopState, check_finite_update, run_loop, step_generator
 from dplase.walks import WALKS, make_walk
 from dplase.walks.steps import StepRange, shift_range
 
@@ -132,6 +132,7 @@ def fit(name: str, generator: GeneratorAdapter, config: VoynovConfig, context: F
         opt_dirs.zero_grad(set_to_none=True)
         opt_model.zero_grad(set_to_none=True)
         (terms["label"] + terms["shift"]).backward()
+        check_finite_update(terms, [*directions.parameters(), *model.parameters()], step)  # before any update
         opt_dirs.step()
         opt_model.step()
         return terms
