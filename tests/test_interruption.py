@@ -8,11 +8,12 @@ To keep the cost near two runs of the tiny config, the four kills happen one aft
 in stage 1, recover until the killed job is done again and a job of stage 2 starts, kill that one, and so on;
 the last recovery runs to the end. A job's start is Snakemake's own mark (`.snakemake/incomplete/<base64 of the
 output>`, rewritten at every start); its own work starts when its log file appears, after its imports (about a
-second). Each kill comes once the job has done a seeded fraction (0.1-1) of half its own work in the
+second). Each kill comes once the job has done a seeded fraction (0.1-1) of 40% of its own work in the
 uninterrupted run, counted in CPU time (read from /proc for the process that holds the log open), not wall time:
 the stage windows are short (0.3 s of own work for the collection job, 1.4 s for GAN training) and wall time
-stretches 2-3x with the load of the machine, CPU time does not. Half, as a margin; the test checks that each kill
-landed before the job's end (its output is absent after the kill). The table of kills is
+stretches 2-10x with the load of the machine; CPU time stretches less (up to 1.7x measured, for the two-thread GAN
+training under two busy loops), and 40% leaves room for 2.5x. The test checks that each kill landed before the
+job's end (its output is absent after the kill). The table of kills is
 printed (`pytest -s`) and written to `kills.json` in the test's temporary folder.
 """
 
@@ -50,11 +51,12 @@ from dplase.generators.registry import FAMILIES
 
 SEED = 18
 COMMAND = ("--cores", "2", "--configfile", TEST_CONFIG)
-#: a kill comes within this share of the job's duration in the uninterrupted run (margin for a faster machine)
-KILL_SHARE = 0.5
+#: a kill comes within this share of the job's own work (CPU time) in the uninterrupted run: the margin for a
+#: reference run on a busy machine, whose CPU time the spinning threads of a loaded torch inflate
+KILL_SHARE = 0.4
 POLL_S = 0.01
 #: jobs of a stage whose own work took this much CPU time in the reference run are the ones killed, where any
-#: does (a closed-form discovery's own work is a few hundredths of a second)
+#: does (a closed-form discovery's own work is 0.3 CPU-s, the trained ones' 1.3-1.8)
 MIN_OWN_CPU_S = 0.5
 #: a job of the next stage counts if it started at most this long before the killed job was done again (a
 #: margin for the coarse file clock: the collection job can start right after the last evaluation)
