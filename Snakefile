@@ -38,6 +38,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/discover.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/plot.smk"
+include: "workflow/rules/explore.smk"
 
 
 # Light rules (the stage table's `local` ones, and the figures) run on the submitting node under a cluster
@@ -50,3 +51,4 @@ rule all:
     default_target: True
     input:
         final_targets,
+        SWEEP.path("explorer"),

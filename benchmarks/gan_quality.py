@@ -17,8 +17,7 @@ import json
 import torch
 
 from dplase.data import dataset_from_config, load_dataset
-from dplase.generators.dcgan import DCGANAdapter
-from dplase.generators.registry import generator_meta, load_generator
+from dplase.generators.registry import FAMILIES, generator_meta, load_generator
 from dplase.metrics.predictor import FactorPredictor, sample_quality
 
 
@@ -32,7 +31,8 @@ def main() -> None:
 
     meta = generator_meta(args.generator)
     trained = load_generator(args.generator)
-    untrained = DCGANAdapter.build(meta["arch"], meta["prior"], seed=int(meta.get("seed", 0)))
+    family = FAMILIES[meta.get("family", "dcgan")].load()  # the same family's build, untrained
+    untrained = family.build(meta["arch"], meta["prior"], seed=int(meta.get("seed", 0)))
     dataset_config = meta.get("dataset_config")
     data = (dataset_from_config(dataset_config) if isinstance(dataset_config, dict)
             else load_dataset(meta.get("dataset", "shapes"), image_size=trained.image_size))

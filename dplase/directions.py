@@ -37,6 +37,8 @@ class DirectionSet:
     package_version: str = __version__
     channel_masks: torch.Tensor | None = None
     extra: dict[str, torch.Tensor] = field(default_factory=dict)
+    #: the generator's latent space the directions live in ("z"; "w" for StyleGAN2's whitened w)
+    space: str = "z"
 
     def __post_init__(self) -> None:
         if self.directions.ndim != 2:
@@ -79,6 +81,7 @@ class DirectionSet:
             "seed": self.seed,
             "generator_sha256": self.generator_sha256,
             "package_version": self.package_version,
+            "space": self.space,
         }
         return save_artifact(path, "directions", tensors, meta)
 
@@ -99,6 +102,7 @@ class DirectionSet:
                 package_version=meta["package_version"],
                 channel_masks=tensors.get("channel_masks"),
                 extra=dict(tensors.get("extra", {})),
+                space=str(meta.get("space", "z")),  # sets written before spaces existed are in z
             )
         except (KeyError, TypeError, ValueError, AttributeError) as err:  # a hand-made or older foreign file
             raise ArtifactError(f"{path}: not a valid DirectionSet ({type(err).__name__}: {err})") from err

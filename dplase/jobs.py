@@ -26,14 +26,34 @@ def generator_job(*, family: str, options: Mapping[str, Any], out: str | os.Path
                   device: str = "cpu", progress: bool = False) -> Path:
     """Make one generator of ``family`` and write it to ``out``, with its sample grid (suffix .png) and loss
     table (.losses.parquet): a trainable family is trained (``options``: GanConfig fields), a planted one is
-    built from ``options`` (`dplase.generators.planted.planted_arch` arguments; no training, empty losses)."""
+    built from ``options`` (`dplase.generators.planted.planted_arch` arguments; no training, empty losses);
+    ``family`` "import" converts a foreign checkpoint (`import_generator_job`)."""
     from dplase.generators.registry import FAMILIES
 
+    if family == "import":  # a foreign checkpoint (``options``: path, format, options, dataset), converted once
+        return import_generator_job(options=options, out=out, name=name)
     if FAMILIES[family].get("planted"):
         return plant_generator_job(options=options, out=out, name=name)
     if not FAMILIES[family].get("trainable"):
         raise ValueError(f"generator family '{family}' is neither trained nor planted by the workflow")
-    return train_gan_job(gan=options, out=out, name=name, device=device, progress=progress)
+    return train_gan_job(gan={**options, "family": family}, out=out, name=name, device=device, progress=progress)
+
+
+def import_generator_job(*, options: Mapping[str, Any], out: str | os.PathLike, name: str | None = None) -> Path:
+    """Import a foreign checkpoint (`dplase.generators.importers.import_checkpoint`) to ``out``, with a sample
+    grid and an empty loss table beside it, like any other generator of the workflow."""
+    from dplase.generators.importers import import_checkpoint
+    from dplase.generators.registry import load_generator
+    from dplase.plots.grids import save_image_grid
+    from dplase.results import history_frame, write_losses
+
+    out = Path(out)
+    import_checkpoint(options["path"], out, format=options.get("format"), options=options.get("options"),
+                      name=name, dataset=options.get("dataset"))
+    adapter = load_generator(out)
+    save_image_grid(adapter.generate(adapter.sample_latents(16, 0), batch_size=4), out.with_suffix(".png"), nrow=4)
+    write_losses(history_frame([]), out.with_suffix(".losses.parquet"))
+    return out
 
 
 def train_gan_job(*, gan: Mapping[str, Any], out: str | os.PathLike, name: str | None = None, device: str = "cpu",
@@ -123,8 +143,8 @@ def evaluate_job(
     from dplase.metrics.predictor import FactorPredictor
     from dplase.results import write_results
 
-    adapter = load_generator(generator, device=device)
     direction_set = DirectionSet.load(directions)
+    adapter = load_generator(generator, device=device).in_space(direction_set.space)
     net = FactorPredictor.load(predictor, device=device)
     data_config = dict(net.meta.get("dataset") or {})
     meta = generator_meta(generator)
@@ -164,7 +184,8 @@ def plot_traversal_job(
     from dplase.plots.grids import save_traversal_grid
     from dplase.walks import walk_for
 
-    adapter, direction_set = load_generator(generator, device=device), DirectionSet.load(directions)
+    direction_set = DirectionSet.load(directions)
+    adapter = load_generator(generator, device=device).in_space(direction_set.space)
     if direction_set.z_dim != adapter.z_dim:
         raise ValueError(f"directions have z_dim {direction_set.z_dim} but the generator has {adapter.z_dim}")
     if direction_set.generator_sha256 and direction_set.generator_sha256 != adapter.checkpoint_sha256:
@@ -235,6 +256,15 @@ def compare_job(*, metrics: str | os.PathLike, out: str | os.PathLike, reference
 
     write_comparison(metrics, Path(out).parent, reference=reference, seed=seed, strict=False)
     return Path(out)
+
+
+def explore_job(*, metrics: str | os.PathLike, runs: Sequence[Mapping[str, Any]], out: str | os.PathLike,
+                n_starts: int, image_size: int, device: str = "cpu") -> Path:
+    """The walk explorer page of ``runs`` (each ``{"run_id", "generator", "directions"}``): frames rendered from
+    each run's own evaluation draws (`dplase.explorer.write_explorer`), factors from the results ``metrics``."""
+    from dplase.explorer import write_explorer
+
+    return write_explorer(metrics, runs, out, n_starts=n_starts, image_size=image_size, device=device)
 
 
 def write_runs_table_job(*, rows: Sequence[Mapping[str, Any]], out: str | os.PathLike) -> Path:

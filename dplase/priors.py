@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 #: the factorised priors (independent dimensions)
-PRIOR_NAMES = ("gaussian", "uniform", "mixture")
+PRIOR_NAMES = ("gaussian", "uniform", "mixture", "truncated_normal")
 #: priors whose dimensions are dependent (the learned density walk refuses them)
 DEPENDENT_PRIOR_NAMES = ("gaussian_full",)
 
@@ -122,6 +122,41 @@ class MixturePrior(Prior):
 
 
 @dataclass(frozen=True)
+class TruncatedNormalPrior(Prior):
+    """BigGAN's truncation trick: z = truncation * x per dimension, x standard normal truncated to
+    [-bound, bound], as pytorch-pretrained-biggan's ``truncated_noise_sample`` draws it
+    (``truncation * truncnorm.rvs(-2, 2)``), so the support is [-bound * truncation, bound * truncation]."""
+
+    name: str = "truncated_normal"
+    truncation: float = 1.0
+    bound: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not (self.truncation > 0 and self.bound > 0):
+            raise ValueError(f"truncated_normal needs truncation > 0 and bound > 0, got truncation="
+                             f"{self.truncation}, bound={self.bound}")
+
+    def _log_mass(self) -> float:
+        """log(Phi(bound) - Phi(-bound)), the standard normal's mass inside the bounds."""
+        return math.log(math.erf(self.bound / math.sqrt(2.0)))
+
+    def _sample_cpu(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        # inverse CDF in float64: x = Phi^-1(Phi(-b) + u (Phi(b) - Phi(-b))), u ~ U(0, 1)
+        low = 0.5 * math.erfc(self.bound / math.sqrt(2.0))
+        u = torch.rand(n, self.dim, generator=gen, dtype=torch.float64)
+        x = torch.special.ndtri(low + u * (1.0 - 2.0 * low)).clamp(-self.bound, self.bound)
+        return (self.truncation * x).float()
+
+    def log_prob_1d(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.truncation
+        value = -0.5 * (x / s).pow(2) - 0.5 * math.log(2 * math.pi) - math.log(s) - self._log_mass()
+        return torch.where(x.abs() <= self.bound * s, value, torch.full_like(x, -math.inf))
+
+    def to_config(self) -> dict:
+        return {**super().to_config(), "truncation": self.truncation, "bound": self.bound}
+
+
+@dataclass(frozen=True)
 class FullGaussianPrior(Prior):
     """N(0, L L^T) with a lower-triangular ``scale_tril`` L (rows as tuples): dependent dimensions, e.g. a
     Gaussian fitted to a mapping network's output. It has no per-dimension marginal factorisation."""
@@ -156,9 +191,10 @@ class FullGaussianPrior(Prior):
 
 
 def make_prior(name: str, dim: int, **kwargs: float) -> Prior:
-    """Build a prior by name ("gaussian", "uniform", "mixture"; "gaussian_full" with ``scale_tril``)."""
+    """Build a prior by name ("gaussian", "uniform", "mixture", "truncated_normal"; "gaussian_full" with
+    ``scale_tril``)."""
     classes = {"gaussian": GaussianPrior, "uniform": UniformPrior, "mixture": MixturePrior,
-               "gaussian_full": FullGaussianPrior}
+               "truncated_normal": TruncatedNormalPrior, "gaussian_full": FullGaussianPrior}
     if name == "gaussian_full" and "scale_tril" in kwargs:
         kwargs["scale_tril"] = tuple(tuple(float(v) for v in row) for row in kwargs["scale_tril"])
     if name not in classes:

@@ -34,6 +34,7 @@ RESULTS_SCHEMA = pa.schema(
         pa.field("dataset", pa.string()),
         pa.field("method", pa.string()),
         pa.field("walk", pa.string()),
+        pa.field("space", pa.string()),  # the latent space the directions live in ("z", "w"); null: z
         pa.field("params", pa.string()),  # JSON of the run's hyperparameters
         pa.field("k", pa.int64()),
         pa.field("layer", pa.string()),
@@ -191,11 +192,12 @@ def collect(paths: Sequence[str | os.PathLike], out: str | os.PathLike, threads:
 # ------------------------------------------------------------------------------------------- loss curves
 #: the loss-curve table's columns and dtypes (per run file, the GANs' files and the collected table)
 LOSS_DTYPES = {"source": "string", "run_id": "string", "model": "string", "dataset": "string",
-               "method": "string", "walk": "string", "seed": "Int64", "model_seed": "Int64", "step": "int64",
+               "method": "string", "walk": "string", "space": "string",
+               "seed": "Int64", "model_seed": "Int64", "step": "int64",
                "term": "string", "value": "float64"}
 LOSS_COLUMNS = tuple(LOSS_DTYPES)
 #: the labels a loss table carries besides (step, term, value)
-LOSS_LABELS = ("source", "run_id", "model", "dataset", "method", "walk", "seed", "model_seed")
+LOSS_LABELS = ("source", "run_id", "model", "dataset", "method", "walk", "space", "seed", "model_seed")
 
 
 def history_frame(history: Sequence[tuple[int, str, float]]) -> pd.DataFrame:
@@ -227,7 +229,8 @@ def write_losses(frame: pd.DataFrame, path: str | os.PathLike, **labels: Any) ->
 # ------------------------------------------------------------------------------------------- runs table
 #: the runs table's columns and dtypes: run id -> model, dataset, method, the common options and all params
 RUNS_DTYPES = {"run_id": "object", "sweep": "object", "model": "object", "dataset": "object", "method": "object",
-               "walk": "object", "k": "Int64", "layer": "object", "lambda": "Float64", "zeta": "Float64",
+               "walk": "object", "space": "object",
+               "k": "Int64", "layer": "object", "lambda": "Float64", "zeta": "Float64",
                "seed": "int64", "model_seed": "int64", "params": "object"}
 RUNS_COLUMNS = tuple(RUNS_DTYPES)
 

@@ -54,9 +54,12 @@ STAGES = Registry("stage", {
         "per": "study", "inputs": {"metrics": "metrics"}, "outputs": {"out": "comparison_md"},
         "side_outputs": {"table": "comparison", "paired": "comparison_paired", "html": "comparison_html"},
         "threads": 1, "gpu": False, "mem_mb": 2000, "runtime": 10, "local": True}),
+    "explore_walks": ("dplase.jobs:explore_job", {
+        "per": "study", "inputs": {"metrics": "metrics", "directions": "directions", "generators": "generator"},
+        "outputs": {"out": "explorer"}, "threads": 1, "gpu": False, "mem_mb": 4000, "runtime": 30, "local": True}),
 })
 #: inputs that order a stage after another without being an argument of its job
-ORDER_ONLY_INPUTS = {"collect_metrics": ("runs",)}
+ORDER_ONLY_INPUTS = {"collect_metrics": ("runs",), "explore_walks": ("directions", "generators")}
 
 
 def resources(stage: str, config: Mapping[str, Any]) -> dict[str, Any]:

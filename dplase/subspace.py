@@ -89,8 +89,9 @@ def subspace_step(
     z0 = generator.prior.sample(cfg.batch, gen).to(generator.device)
     alpha = StepRange(max_step).sample(cfg.batch, gen).to(generator.device)
     with torch.no_grad():
-        f = generator.features(walk(z0, gamma.to(z0), alpha), layer)
-    return subspace_loss(module.matrix(j), f, lambda x: generator.from_features(x, layer), cfg)
+        zw = walk(z0, gamma.to(z0), alpha)
+        f = generator.features(zw, layer)
+    return subspace_loss(module.matrix(j), f, lambda x: generator.from_features(x, layer, zw), cfg)
 
 
 def threshold_rows(s: np.ndarray, rho: float) -> np.ndarray:
@@ -159,12 +160,13 @@ def masked_edit(
     generator: GeneratorAdapter, layer: str, z0: torch.Tensor, gamma: torch.Tensor, alpha: torch.Tensor | float,
     mask: torch.Tensor, walk: Walk,
 ) -> torch.Tensor:
-    """Images of an edit restricted to the channels in ``mask``: G2(M * G1(walk) + (1 - M) * G1(z0))."""
+    """Images of an edit restricted to the channels in ``mask``: G2(M * G1(walk) + (1 - M) * G1(z0)) (a G2
+    that needs the latent gets the walked one: the later layers' styles follow the walk)."""
     z0 = z0.to(generator.device)
     alpha_t = torch.as_tensor(alpha, dtype=z0.dtype, device=z0.device).expand(z0.shape[0])
     f0 = generator.features(z0, layer)
-    f1 = generator.features(walk(z0, gamma.to(z0), alpha_t), layer)
-    return generator.from_features(masked_features(f0, f1, mask), layer)
+    zw = walk(z0, gamma.to(z0), alpha_t)
+    return generator.from_features(masked_features(f0, generator.features(zw, layer), mask), layer, zw)
 
 
 @torch.no_grad()
@@ -216,16 +218,17 @@ def masked_images(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Images G2(M * G1(zw) + (1 - M) * G1(z0)) on CPU for walked latents ``zw`` in step-major blocks of
     len(z0) rows (row r of each block walked from start r, as the evaluation stacks them); with
-    ``keep_features`` also the edited features (CPU), else None."""
+    ``keep_features`` also the edited features (CPU), else None. A G2 that needs the latent gets the walked
+    one (`masked_edit`)."""
     n = len(z0)
     if n == 0 or len(zw) % n:
         raise ValueError(f"walked latents ({len(zw)}) must be whole blocks of the {n} start latents")
     starts = z0.repeat(len(zw) // n, 1)
     images, feats = [], []
     for a, b in zip(torch.split(starts, batch_size), torch.split(zw, batch_size), strict=True):
-        f = masked_features(generator.features(a.to(generator.device), layer),
-                            generator.features(b.to(generator.device), layer), mask)
-        images.append(generator.from_features(f, layer).cpu())
+        b = b.to(generator.device)
+        f = masked_features(generator.features(a.to(generator.device), layer), generator.features(b, layer), mask)
+        images.append(generator.from_features(f, layer, b).cpu())
         if keep_features:
             feats.append(f.cpu())
     return torch.cat(images), torch.cat(feats) if keep_features else None

@@ -62,7 +62,7 @@ class LinearAdapter(GeneratorAdapter):
     def features(self, z: torch.Tensor, layer: str) -> torch.Tensor:
         return z @ self.weight.T
 
-    def from_features(self, f: torch.Tensor, layer: str) -> torch.Tensor:
+    def from_features(self, f: torch.Tensor, layer: str, latent: torch.Tensor | None = None) -> torch.Tensor:
         return f
 
 
@@ -139,7 +139,7 @@ def test_ganspace_recovers_principal_subspace_of_linear_g1():
 def test_ganspace_latent_space_variant_finds_the_widest_axes():
     std = torch.tensor([0.5, 3.0, 1.0, 2.0, 0.2])
     adapter = LinearAdapter(torch.eye(5), prior=ScaledGaussian(std))
-    ds = fit("ganspace", adapter, {"k": 2, "space": "latent", "n_samples": 3000, "batch_size": 500})
+    ds = fit("ganspace", adapter, {"k": 2, "decompose": "latent", "n_samples": 3000, "batch_size": 500})
     assert torch.allclose(ds.directions.abs(), torch.eye(5)[[1, 3]], atol=0.05)
     # same numbers as a one-shot sklearn PCA of the same samples (up to the incremental approximation)
     z = torch.cat([adapter.prior.sample(500, g) for g in _stream_generators(0, 6)]).numpy()
@@ -154,8 +154,8 @@ def _stream_generators(seed: int, n: int):
 
 
 def test_ganspace_rejects_bad_options(tiny_gan):
-    with pytest.raises(ValueError, match="unknown space 'weights'"):
-        fit("ganspace", tiny_gan, {"k": 2, "space": "weights"})
+    with pytest.raises(ValueError, match="unknown decompose 'weights'"):
+        fit("ganspace", tiny_gan, {"k": 2, "decompose": "weights"})
     with pytest.raises(ValueError, match=r"must be at least k=4"):
         fit("ganspace", tiny_gan, {"k": 4, "n_samples": 3, "batch_size": 100})
 

@@ -49,7 +49,7 @@ class LinearAdapter(GeneratorAdapter):
         out = torch.tanh(out) if self.tanh else out
         return out * float("nan") if self.nan else out
 
-    def from_features(self, f: torch.Tensor, layer: str) -> torch.Tensor:
+    def from_features(self, f: torch.Tensor, layer: str, latent: torch.Tensor | None = None) -> torch.Tensor:
         return f.reshape(f.shape[0], -1, 1, 1)
 
 

@@ -35,7 +35,7 @@ class SpriteGenerator(GeneratorAdapter):
     def features(self, z: torch.Tensor, layer: str) -> torch.Tensor:
         return z
 
-    def from_features(self, f: torch.Tensor, layer: str) -> torch.Tensor:
+    def from_features(self, f: torch.Tensor, layer: str, latent: torch.Tensor | None = None) -> torch.Tensor:
         reach = position_range(SIZE)
         n = f.shape[0]
         scale = 0.75 + 0.25 * torch.tanh(f[:, 1])

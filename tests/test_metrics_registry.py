@@ -27,6 +27,7 @@ GROUP_ROWS = {
     "rca": lambda m: m == "rca",
     "recovery": lambda m: m.startswith("recovery") or m in ("null_leakage", "latent_dim"),
     "exact": lambda m: m.startswith(("attr_exact", "predictor_", "attr_agreement")) or m.endswith("_exact"),
+    "gap": lambda m: m == "linear_gap",
 }
 
 
@@ -42,8 +43,8 @@ def _key(row: Row) -> tuple:
 def test_registry_names_and_light_import() -> None:
     from dplase.cli.evaluate import METRIC_CHOICES
 
-    assert METRICS.names == ("attr", "disent", "fid", "density", "rca", "recovery", "exact") == METRIC_CHOICES
-    assert METRICS.where(needs_images=True) == ("attr", "fid", "exact")
+    assert METRICS.names == ("attr", "disent", "fid", "density", "rca", "recovery", "exact", "gap") == METRIC_CHOICES
+    assert METRICS.where(needs_images=True) == ("attr", "fid", "exact", "gap")
     for name in METRICS:
         assert callable(METRICS.load(name)), name
     assert EvalConfig().metrics == METRICS.names

@@ -19,7 +19,9 @@ COMMANDS = {
     "plot": "dplase.cli.plot:plot",
     "sweep": "dplase.cli.launch:sweep",
     "planted": "dplase.cli.planted:planted",
+    "import": "dplase.cli.importer:import_checkpoint",
     "compare": "dplase.cli.compare:compare",
+    "explore": "dplase.cli.explore:explore",
     "validate-density": "dplase.cli.validate:validate_density",
 }
 

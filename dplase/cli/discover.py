@@ -24,7 +24,7 @@ from dplase.walks import WALKS
 OPTION_FIELDS = {
     "walk": "walk", "layer": "layer", "k": "k", "steps": "steps", "lr": "lr", "batch_size": "batch_size",
     "lambda_": "lambda", "zeta": "zeta", "estimator": "estimator", "orthogonal": "orthogonal",
-    "subspace": "subspace",
+    "subspace": "subspace", "space": "space",
 }
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
@@ -115,6 +115,8 @@ def config_overrides(
               help="Output DirectionSet (…/directions.pt); loss curves and checkpoint go beside it.")
 @click.option("--walk", type=click.Choice(list(WALKS)), help="Walk the directions are trained for / used with.")
 @click.option("--layer", help="Split layer of the generator (default: the generator's first split point).")
+@click.option("--space", type=click.Choice(["z", "w"]),
+              help="Latent space to run in (default z; w: StyleGAN2's mapped w, whitened).")
 @click.option("--k", type=click.IntRange(min=1), help="Number of directions.")
 @click.option("--steps", type=click.IntRange(min=0), help="Training steps (trained methods).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random choice.")
@@ -175,8 +177,8 @@ def discover(ctx: click.Context, generator_path: str, method: str, out: Path, se
         ctx.fail(str(err))
     directions = DirectionSet.load(out)
     scores = ", ".join(f"{s:.4g}" for s in directions.scores.tolist())
-    click.echo(f"wrote {out}: {directions.k} {method} directions (walk {directions.walk}, layer "
-               f"{directions.layer}); scores {scores}")
+    click.echo(f"wrote {out}: {directions.k} {method} directions (space {directions.space}, walk "
+               f"{directions.walk}, layer {directions.layer}); scores {scores}")
 
 
 @click.command("traverse")

@@ -10,7 +10,7 @@ from typing import Any
 
 from dplase.config import options as opts
 from dplase.config.errors import ConfigError
-from dplase.config.registries import is_planted, registry
+from dplase.config.registries import is_imported, is_planted, registry
 from dplase.config.runs import Run, expand_runs
 from dplase.config.values import check_method_option, check_target_options
 
@@ -80,8 +80,10 @@ def _check_models(models: Mapping[str, Any]) -> None:
     families = registry("generator family")
     made = (*families.where(trainable=True), *families.where(planted=True))
     for model_id, model in models.items():
-        if model.get("checkpoint") and not Path(model["checkpoint"]).is_file():
+        if model.get("checkpoint") and not Path(model["checkpoint"]).exists():
             raise ConfigError(f"models.{model_id}.checkpoint", f"file {model['checkpoint']} does not exist")
+        if is_imported(model):
+            _check_import(model_id, model)
         if not model.get("checkpoint") and model["family"] not in made:
             raise ConfigError(f"models.{model_id}.checkpoint",
                               f"family '{model['family']}' is not trained or planted by the workflow: give its "
@@ -90,6 +92,18 @@ def _check_models(models: Mapping[str, Any]) -> None:
         check_target_options(model["train"], f"models.{model_id}.train", "gan")
         if is_planted(model) and not model.get("checkpoint"):
             _check_planted(model_id, model["planted"])
+
+
+def _check_import(model_id: str, model: Mapping[str, Any]) -> None:
+    """A foreign checkpoint's format must be known and import into the model's family."""
+    formats = registry("checkpoint format")
+    fmt = model["format"]
+    if fmt not in formats:
+        raise ConfigError(f"models.{model_id}.format", formats.unknown_message(fmt))
+    target = formats[fmt].get("family")
+    if target is not None and model["family"] != target:
+        raise ConfigError(f"models.{model_id}.family", f"format '{fmt}' imports into family '{target}', not "
+                          f"'{model['family']}'")
 
 
 def _check_planted(model_id: str, planted: Mapping[str, Any]) -> None:
@@ -168,6 +182,8 @@ def _check_method_accepts(method: str, options: Iterable[str], key: str) -> None
 
 def model_family(model: Mapping[str, Any]) -> str | None:
     """The generator family of a model entry (from its checkpoint when it has one; None if unreadable)."""
+    if is_imported(model):
+        return model.get("family", "dcgan")
     if model.get("checkpoint"):
         try:
             from dplase.generators.registry import generator_meta
@@ -178,24 +194,29 @@ def model_family(model: Mapping[str, Any]) -> str | None:
     return model.get("family", "dcgan")
 
 
-def model_z_dim(model: Mapping[str, Any]) -> int | None:
-    """The latent dimension of a model entry (from its checkpoint when it has one)."""
+def model_z_dim(model: Mapping[str, Any], space: str = "z") -> int | None:
+    """The latent dimension of a model entry in latent space ``space`` (from its checkpoint when it has one;
+    w: a StyleGAN2's w_dim, by default its z_dim)."""
+    key = "w_dim" if space == "w" else "z_dim"
+    if is_imported(model):  # known once imported
+        return None
     if model.get("checkpoint"):
         try:
             from dplase.generators.registry import generator_meta
 
-            return int(generator_meta(model["checkpoint"])["arch"]["z_dim"])
+            return int(generator_meta(model["checkpoint"])["arch"][key])
         except Exception:  # an unreadable checkpoint is reported when the job loads it
             return None
     if is_planted(model):
         return int(model.get("planted", {}).get("z_dim", 16))
-    return int(model.get("train", {}).get("z_dim", 16))
+    train = model.get("train", {})
+    z_dim = int(train.get("z_dim", 16))
+    return int((train.get("arch") or {}).get("w_dim", z_dim)) if space == "w" else z_dim
 
 
 def _check_runs(config: Mapping[str, Any]) -> None:
     """Checks that depend on the combination a run makes (after `exclude`): K <= z_dim of its model, and a
     learned walk only for methods that fit a density correction."""
-    z_dims = {m: model_z_dim(spec) for m, spec in config["models"].items()}
     families = {m: model_family(spec) for m, spec in config["models"].items()}
     methods = registry("method")
     correcting = methods.where(fits_correction=True)
@@ -206,7 +227,7 @@ def _check_runs(config: Mapping[str, Any]) -> None:
         key = "exclude" if config["sweeps"] and config["exclude"] else "sweeps"
         raise ConfigError(key, "the config has no runs (no sweeps or include entries, or exclude drops them all)")
     for run in runs:
-        marker = (run.model, run.dataset, run.method, run.params.get("k"), run.walk)
+        marker = (run.model, run.dataset, run.method, run.params.get("k"), run.walk, run.space)
         if marker in seen:
             continue
         seen.add(marker)
@@ -224,12 +245,19 @@ def _check_runs(config: Mapping[str, Any]) -> None:
             if why:
                 raise ConfigError(f"datasets.{run.dataset}.options", f"planted dataset '{run.dataset}' does not "
                                   f"match planted model '{run.model}': {why}")
+        spaces = ("z",) if families[run.model] is None else registry("generator family")[
+            families[run.model]].get("spaces", ("z",))
+        if families[run.model] is not None and run.space not in spaces:
+            raise ConfigError(_param_key(config, run, "space"), f"model '{run.model}' (family "
+                              f"{families[run.model]}) has no latent space '{run.space}'; its spaces: "
+                              f"{', '.join(spaces)}")
         k = run.params.get("k")
         k = k if k is not None else opts.method_default(run.method, "k")
-        z_dim = z_dims.get(run.model)
+        z_dim = model_z_dim(config["models"][run.model], run.space)
         if z_dim is not None and isinstance(k, int) and k > z_dim:
-            raise ConfigError(_param_key(config, run, "k"), f"K={k} exceeds z_dim={z_dim} of model '{run.model}' "
-                              f"(method {run.method}{'' if 'k' in run.params else ', its default K'})")
+            raise ConfigError(_param_key(config, run, "k"), f"K={k} exceeds {run.space}_dim={z_dim} of model "
+                              f"'{run.model}' (method {run.method}"
+                              f"{'' if 'k' in run.params else ', its default K'})")
 
 
 def _method_key(config: Mapping[str, Any], run: Run) -> str:

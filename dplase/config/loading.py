@@ -79,7 +79,8 @@ def _fill_registry_enums(node: Any) -> Any:
     if isinstance(node, dict):
         out = {k: _fill_registry_enums(v) for k, v in node.items()}
         if REGISTRY_KEYWORD in node:
-            out["enum"] = list(registry(node[REGISTRY_KEYWORD]))
+            nullable = "null" in (node.get("type") if isinstance(node.get("type"), list) else [])
+            out["enum"] = [*registry(node[REGISTRY_KEYWORD]), *([None] if nullable else [])]
         return out
     if isinstance(node, list):
         return [_fill_registry_enums(v) for v in node]
@@ -133,6 +134,7 @@ def _config_error(error) -> ConfigError:
                                f"unknown key; allowed here: {', '.join(allowed)}")
     if error.validator == "enum" and REGISTRY_KEYWORD in error.schema:
         kind = error.schema[REGISTRY_KEYWORD]
-        return ConfigError(key, f"unknown {kind} '{error.instance}'; known: {', '.join(error.schema['enum'])}")
+        return ConfigError(key, f"unknown {kind} '{error.instance}'; known: "
+                                f"{', '.join(str(e) for e in error.schema['enum'] if e is not None)}")
     return ConfigError(key, error.message)
 

@@ -9,7 +9,7 @@ import inspect
 from typing import Any
 
 #: GanConfig fields the workflow sets itself (from the dataset entry and the top-level keys)
-GAN_FIELDS_FROM_WORKFLOW = ("dataset", "image_size", "dataset_options", "checkpoint_every")
+GAN_FIELDS_FROM_WORKFLOW = ("dataset", "image_size", "dataset_options", "checkpoint_every", "family")
 #: EvalConfig fields the evaluation entry sets by its own keys, or the job itself
 EVAL_FIELDS_SET_ELSEWHERE = ("metrics", "n_samples", "seed", "extractor", "inception_weights", "progress")
 #: train_predictor arguments the predictor entry sets by its own keys, or the job itself

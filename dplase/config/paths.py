@@ -22,6 +22,7 @@ PATHS = {
     "comparison_paired": "comparison_paired.csv",
     "comparison_html": "comparison.html",
     "figure": "figures/{figure}.{ext}",
+    "explorer": "explorer/index.html",
 }
 
 

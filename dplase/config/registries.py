@@ -13,6 +13,7 @@ from dplase.registry import Registry
 #: registry kind (as the schema's ``x-dplase-registry`` names it) -> "module:attribute" of the registry
 REGISTRIES = {
     "generator family": "dplase.generators.registry:FAMILIES",
+    "checkpoint format": "dplase.generators.importers:IMPORTERS",
     "dataset": "dplase.data:DATASETS",
     "method": "dplase.methods:METHODS",
     "walk": "dplase.walks:WALKS",
@@ -29,6 +30,11 @@ def registry(kind: str) -> Registry:
         raise KeyError(f"no registry of kind '{kind}'; known: {', '.join(REGISTRIES)}")
     module, _, name = REGISTRIES[kind].partition(":")
     return getattr(importlib.import_module(module), name)
+
+
+def is_imported(model: dict) -> bool:
+    """Whether a model entry's checkpoint is a foreign file the workflow imports (it names a `format`)."""
+    return bool(model.get("checkpoint") and model.get("format"))
 
 
 def is_planted(model: dict) -> bool:

@@ -72,17 +72,23 @@ class Run:
 
         return str(self.params.get("walk", method_default(self.method, "walk") or "linear"))
 
+    @property
+    def space(self) -> str:
+        """The latent space the run's method runs in ("z" unless the config names another)."""
+        return str(self.params.get("space", "z"))
+
     def labels(self) -> dict[str, Any]:
         """The run's identity as the columns of its result and loss rows."""
         return {"run_id": self.run_id, "model": self.model, "dataset": self.dataset, "method": self.method,
-                "walk": self.walk, "seed": int(self.seed), "model_seed": int(self.model_seed)}
+                "walk": self.walk, "space": self.space, "seed": int(self.seed), "model_seed": int(self.model_seed)}
 
     def to_row(self) -> dict[str, Any]:
         """One row of the runs table (`dplase.results.RUNS_COLUMNS`; the common options also as columns)."""
         p = self.params
         return {
             "run_id": self.run_id, "sweep": self.sweep, "model": self.model, "dataset": self.dataset,
-            "method": self.method, "walk": self.walk, "k": _opt(int, p.get("k")), "layer": _opt(str, p.get("layer")),
+            "method": self.method, "walk": self.walk, "space": self.space,
+            "k": _opt(int, p.get("k")), "layer": _opt(str, p.get("layer")),
             "lambda": _opt(float, p.get("lambda")), "zeta": _opt(float, p.get("zeta")), "seed": int(self.seed),
             "model_seed": int(self.model_seed), "params": json.dumps(canonical(p), sort_keys=True),
         }

@@ -15,7 +15,7 @@ from typing import Any
 from dplase.config.checks import check_config
 from dplase.config.loading import read_configs, validate_config
 from dplase.config.paths import PATHS, result_path
-from dplase.config.registries import is_planted
+from dplase.config.registries import is_imported, is_planted
 from dplase.config.runs import Run, expand_runs
 from dplase.seeds import replicate_seed
 from dplase.stages import STAGES
@@ -49,8 +49,10 @@ class Sweep:
     def generator_path(self, model: str, dataset: str, model_seed: int) -> str:
         """The generator a run uses: the model's pretrained checkpoint, or the one the workflow trains (or
         plants) for this seed."""
-        checkpoint = self.config["models"][model].get("checkpoint")
-        return checkpoint or self.path("generator", model=model, dataset=dataset, model_seed=model_seed)
+        entry = self.config["models"][model]
+        if entry.get("checkpoint") and not is_imported(entry):
+            return entry["checkpoint"]
+        return self.path("generator", model=model, dataset=dataset, model_seed=model_seed)
 
     def run_paths(self, run: Run | str) -> dict[str, str]:
         """Every file of one run by path key (its generator and predictor included)."""
@@ -69,7 +71,8 @@ class Sweep:
     def trained_generators(self) -> list[tuple[str, str, int]]:
         """(model, dataset, model seed) of each generator the workflow trains or plants, in run order."""
         models = self.config["models"]
-        keys = {(r.model, r.dataset, r.model_seed): None for r in self.runs if not models[r.model].get("checkpoint")}
+        keys = {(r.model, r.dataset, r.model_seed): None for r in self.runs
+                if not models[r.model].get("checkpoint") or is_imported(models[r.model])}
         return list(keys)
 
     def datasets(self) -> list[str]:
@@ -133,6 +136,10 @@ class Sweep:
     def _train_gan_kwargs(self, key: tuple[str, str, int]) -> dict[str, Any]:
         model, dataset, model_seed = key
         data, entry = self.dataset_spec(dataset), self.config["models"][model]
+        if is_imported(entry):
+            options = {"path": entry["checkpoint"], "format": entry["format"], "options": entry["import_options"],
+                       "dataset": data["name"]}
+            return {"family": "import", "options": options, "name": model, "device": self.config["device"]}
         if is_planted(entry):
             options = {**entry["planted"], "seed": int(model_seed), "image_size": data["image_size"]}
             return {"family": "planted", "options": options, "name": model, "device": self.config["device"]}
@@ -181,6 +188,15 @@ class Sweep:
     def _compare_methods_kwargs(self, key: None) -> dict[str, Any]:
         comparison = self.config["comparison"]
         return {"reference": str(comparison["reference"]), "seed": int(comparison["seed"])}
+
+    def _explore_walks_kwargs(self, key: None) -> dict[str, Any]:
+        explorer = self.config["explorer"]
+        seeds, model_seeds = explorer.get("seeds"), explorer.get("model_seeds")
+        runs = [r for r in self.runs if (seeds is None or r.seed in seeds)
+                and (model_seeds is None or r.model_seed in model_seeds)]
+        return {"runs": [{"run_id": r.run_id, "sweep": r.sweep, "directions": self.path("directions", run_id=r.run_id),
+                          "generator": self.generator_path(r.model, r.dataset, r.model_seed)} for r in runs],
+                "n_starts": int(explorer["n_starts"]), "image_size": int(explorer["image_size"]), "device": "cpu"}
 
     def _collect_losses_kwargs(self, key: None) -> dict[str, Any]:
         return {"generator_labels": [{"model": m, "dataset": d, "model_seed": s}

@@ -2,7 +2,13 @@
 
 Modelled on GANSpace's BaseModel: a family adapts its network to this interface once, and no algorithm ever
 branches on the GAN family. G is split at a named layer into G1 = `features(z, layer)` and
-G2 = `from_features(f, layer)`, with ``from_features(features(z, l), l) == forward(z)`` for every layer.
+G2 = `from_features(f, layer, latent)`, with ``from_features(features(z, l), l, z) == forward(z)`` for every
+layer. G2 takes the latent as well because in a style-based generator every layer after the split is modulated
+by it (a family whose G2 needs it sets ``g2_needs_latent``; the others ignore it).
+
+An adapter walks in one latent space (``space``, one of ``spaces``; "z" unless the family has others, such as
+StyleGAN2's "w"): its ``z_dim``, ``prior``, `features` and `forward` are those of that space, so no method or
+walk knows which space it runs in. `in_space` gives the same network's adapter in another space.
 """
 
 from __future__ import annotations
@@ -30,6 +36,13 @@ class GeneratorAdapter(ABC):
     network: type[torch.nn.Module]
     #: the family's name in `dplase.generators.registry.FAMILIES`
     family: str = ""
+    #: the latent space this adapter walks in (one of `spaces`)
+    space: str = "z"
+    #: whether `from_features` needs the latent (style-based generators); the others ignore it
+    g2_needs_latent: bool = False
+    #: where the space's coordinates are an affine image of a native one (whitened w): the matrix B with
+    #: native = offset + B @ latent (`dplase.generators.spaces`); None: the coordinates are native
+    latent_basis: torch.Tensor | None = None
 
     @property
     @abstractmethod
@@ -41,19 +54,33 @@ class GeneratorAdapter(ABC):
         """G1: latents (N x z_dim) to the activations at ``layer``."""
 
     @abstractmethod
-    def from_features(self, f: torch.Tensor, layer: str) -> torch.Tensor:
-        """G2: activations at ``layer`` to images in [-1, 1] (N x channels x size x size)."""
+    def from_features(self, f: torch.Tensor, layer: str, latent: torch.Tensor | None = None) -> torch.Tensor:
+        """G2: activations at ``layer`` (with the latent, where ``g2_needs_latent``) to images in [-1, 1]
+        (N x channels x size x size)."""
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] for latents ``z``."""
         layer = self.layers[-1]
-        return self.from_features(self.features(z, layer), layer)
+        return self.from_features(self.features(z, layer), layer, z)
+
+    @property
+    def spaces(self) -> tuple[str, ...]:
+        """The latent spaces this generator can be walked in."""
+        return ("z",)
+
+    def in_space(self, space: str) -> GeneratorAdapter:
+        """This generator's adapter in latent space ``space`` (self when it is already there)."""
+        if space == self.space:
+            return self
+        raise ValueError(f"generator '{self.name}' (family {self.family or type(self).__name__}) has no latent "
+                         f"space '{space}'; its spaces: {', '.join(self.spaces)}")
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
         return self.forward(z)
 
-    def latent_projection_weight(self) -> torch.Tensor:
-        """Weight (out_features x z_dim) of the first operation that projects z (used by SeFa)."""
+    def latent_projection_weight(self, layers: list[int] | None = None) -> torch.Tensor:
+        """Weight (out_features x native dim) of the first operation that projects the latent (used by SeFa);
+        ``layers``: which of several such operations (style-based generators), None for all."""
         raise NotImplementedError(
             f"{type(self).__name__} exposes no latent projection weight, so SeFa cannot run on it"
         )
@@ -105,11 +132,13 @@ class NetworkAdapter(GeneratorAdapter):
     def features(self, z: torch.Tensor, layer: str) -> torch.Tensor:
         return self.net.features(z.to(self.device), self.check_layer(layer))
 
-    def from_features(self, f: torch.Tensor, layer: str) -> torch.Tensor:
+    def from_features(self, f: torch.Tensor, layer: str, latent: torch.Tensor | None = None) -> torch.Tensor:
         return self.net.from_features(f.to(self.device), self.check_layer(layer))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z.to(self.device))
 
-    def latent_projection_weight(self) -> torch.Tensor:
+    def latent_projection_weight(self, layers: list[int] | None = None) -> torch.Tensor:
+        if layers is not None:
+            raise ValueError(f"{type(self).__name__} has one latent projection; SeFa's layers must be 'all'")
         return self.net.project.weight.detach()

@@ -22,10 +22,13 @@ from dplase.priors import prior_from_config
 from dplase.registry import Registry
 
 #: family name -> its adapter class (imported on first use)
-#: (``trainable``: the workflow's train_gan trains it; ``planted``: its adapters know their true directions)
+#: (``trainable``: the workflow's train_gan trains it; ``planted``: its adapters know their true directions;
+#: ``spaces``: the latent spaces its adapters can walk in, when more than z)
 FAMILIES = Registry("generator family", {
     "dcgan": ("dplase.generators.dcgan:DCGANAdapter", {"trainable": True}),
     "planted": ("dplase.generators.planted:PlantedAdapter", {"planted": True}),
+    "biggan": ("dplase.generators.biggan:BigGANAdapter", {}),
+    "stylegan2": ("dplase.generators.stylegan2:StyleGAN2Adapter", {"trainable": True, "spaces": ("z", "w")}),
 })
 
 

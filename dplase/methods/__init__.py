@@ -51,6 +51,8 @@ class MethodConfig:
     k: int = 10
     layer: str | None = None  # None: the generator's default split point
     walk: str = "linear"  # the walk the directions are meant for (and trained with, where it matters)
+    #: the latent space the method runs in (one of the generator's `spaces`: "z", or "w" for StyleGAN2)
+    space: str = "z"
 
 
 @dataclass
@@ -85,7 +87,7 @@ def make_direction_set(
     provenance = {
         "method": name, "config": dataclasses.asdict(config), "walk": config.walk,
         "layer": config.layer or generator.default_layer(), "seed": context.seed,
-        "generator_sha256": generator.checkpoint_sha256,
+        "generator_sha256": generator.checkpoint_sha256, "space": generator.space,
     }
     return DirectionSet(directions=directions, scores=scores, **{**provenance, **fields})
 
@@ -182,6 +184,7 @@ def fit(
     if config is None or isinstance(config, dict):
         config = make_config(name, **(config or {}))
     context = context or FitContext()
+    generator = generator.in_space(config.space)  # every method runs in the chosen space, none knows which
     if config.k < 1 or config.k > generator.z_dim:
         raise ValueError(f"k must be between 1 and z_dim={generator.z_dim}, got {config.k}")
     if config.layer is not None:

@@ -390,7 +390,7 @@ def fit(name: str, generator: GeneratorAdapter, config: DPLaSEConfig, context: F
         walk=config.walk,
         layer=trainer.layer,
         seed=context.seed,
-        generator_sha256=generator.checkpoint_sha256,
+        generator_sha256=generator.checkpoint_sha256, space=generator.space,
         channel_masks=None if masks is None else masks[order],
         extra={**trainer.extra(), "convergence": convergence_record(state.history)},
     )

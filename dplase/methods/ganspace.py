@@ -1,12 +1,12 @@
 """GANSpace (Härkönen et al., NeurIPS 2020): PCA of sampled activations, mapped back to latent directions.
 
-``space="activations"``: PCA of the flattened G1 activations at a layer over N sampled latents, fitted with
+``decompose="activations"``: PCA of the flattened G1 activations at a layer over N sampled latents, fitted with
 sklearn's IncrementalPCA one batch at a time (only one batch of activations is ever in memory, so N = 10^5
 fits on a CPU). Each principal component becomes a latent direction by least squares, as GANSpace does:
 regress the (centred) latents on the PCA coordinates, z - mean ≈ c U, and take the rows of U. For a linear
 G1(z) = W z with z ~ N(0, I) this returns exactly the top right singular vectors of W.
 
-``space="latent"``: PCA of the latents themselves (meant for generators whose latent passes a learned
+``decompose="latent"``: PCA of the latents themselves (meant for generators whose latent passes a learned
 mapping; for our isotropic prior it only finds sampling noise -- a sanity baseline).
 
 Scores are the explained-variance ratios.
@@ -33,7 +33,7 @@ from dplase.generators.base import GeneratorAdapter
 from dplase.methods import FitContext, MethodConfig, MethodSpec, make_direction_set
 from dplase.training.loop import step_generator
 
-SPACES = ("activations", "latent")
+DECOMPOSE = ("activations", "latent")
 
 
 #: the sample-size rule: PCA samples per latent dimension
@@ -52,7 +52,9 @@ class GanspaceConfig(MethodConfig):
     """Options: which space to decompose, how many samples (None: `ganspace_samples`), batch size, samples
     used for the regression."""
 
-    space: str = "activations"
+    #: what the PCA decomposes: "activations" (G1 at the layer) or "latent" (the latents themselves); named
+    #: apart from MethodConfig.space, the latent space the method runs in
+    decompose: str = "activations"
     n_samples: int | None = None  # None: 1000 * z_dim (`ganspace_samples`)
     batch_size: int = 500  # smaller batches are cheaper per sample: each partial fit is an SVD of (batch + k) rows
     n_regression: int = 10_000  # latents regressed on PCA coordinates (the first ones of the same stream)
@@ -116,14 +118,14 @@ def regress_latent_directions(generator: GeneratorAdapter, layer: str, pca: Incr
 
 def fit(name: str, generator: GeneratorAdapter, config: GanspaceConfig, context: FitContext) -> DirectionSet:
     """GANSpace directions (unit rows) with explained-variance ratios as scores."""
-    if config.space not in SPACES:
-        raise ValueError(f"unknown space '{config.space}'; choose one of {', '.join(SPACES)}")
+    if config.decompose not in DECOMPOSE:
+        raise ValueError(f"unknown decompose '{config.decompose}'; choose one of {', '.join(DECOMPOSE)}")
     if config.n_samples is None:
         config = dataclasses.replace(config, n_samples=ganspace_samples(generator.z_dim, config.k))
     layer = config.layer or generator.default_layer()
-    pca_layer = layer if config.space == "activations" else None
+    pca_layer = layer if config.decompose == "activations" else None
     pca = fit_pca(generator, pca_layer, config.k, config.n_samples, config.batch_size, context.seed)
-    if config.space == "activations":
+    if config.decompose == "activations":
         n_reg = max(config.k + 1, min(config.n_regression, config.n_samples))
         directions = regress_latent_directions(generator, layer, pca, n_reg, config.batch_size, context.seed)
     else:

@@ -11,6 +11,7 @@ Snakemake parse time, so nothing here imports torch or sklearn). Submodules (imp
 - rca: reconstructor classification accuracy;
 - recovery: matching of the directions to a generator's planted directions (planted generators only);
 - exact: exact attribute change, predictor agreement and the disentanglement ceiling (planted generators only);
+- gap: each walk's images against the linear walk's (0 where the generator ignores ||z||: PixelNorm);
 - evaluate: the orchestrator: one walk/image loop feeding the image metrics, then each requested metric's rows.
 
 Adding a metric is one new file plus one line here. A target is either a function ``EvalContext -> rows`` or,
@@ -28,6 +29,7 @@ METRICS = Registry("metric", {
     "rca": ("dplase.metrics.rca:rca_metric", {"needs_images": False}),
     "recovery": ("dplase.metrics.recovery:recovery_metric", {"needs_images": False}),
     "exact": ("dplase.metrics.exact:ExactAttributeChange", {"needs_images": True}),
+    "gap": ("dplase.metrics.gap:LinearGap", {"needs_images": True}),
 })
 
 __all__ = ["METRICS"]

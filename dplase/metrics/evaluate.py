@@ -47,7 +47,9 @@ __all__ = ["EvalConfig", "EvalContext", "evaluate", "make_context", "results_fra
 
 def make_context(generator, directions, predictor: FactorPredictor, dataset, config: EvalConfig,
                  device: str | torch.device = "cpu") -> EvalContext:
-    """Check that the pieces fit and build the shared state (the start latents are drawn here, from seed)."""
+    """Check that the pieces fit and build the shared state (the start latents are drawn here, from seed); the
+    generator is put in the directions' latent space."""
+    generator = generator.in_space(getattr(directions, "space", "z"))
     if dataset.image_size != generator.image_size or dataset.channels != generator.channels:
         raise ValueError(
             f"dataset {dataset.name} ({dataset.channels}x{dataset.image_size}px) does not match the generator "
@@ -158,7 +160,7 @@ def evaluate(
     for name in names:
         rows += fed[name].rows() if name in fed else METRICS.load(name)(ctx)
     rows += ctx.loop_rows
-    trained = trained_range(directions, generator.prior)
+    trained = trained_range(directions, ctx.generator.prior)
     for row in rows:  # per-step rows: inside the run's trained step range or extrapolated (requested max_eps)
         if row.get("step") is not None and row.get("extrapolated") is None:
             row["extrapolated"] = is_extrapolated(row["step"], trained)
@@ -214,6 +216,7 @@ def results_frame(rows: list[dict[str, Any]], generator, directions, dataset_nam
 
     base = {
         "run_id": run_id, "model": generator.name, "dataset": dataset_name, "method": directions.method,
+        "space": getattr(directions, "space", "z"),
         "params": json.dumps(all_params, sort_keys=True, default=str), "k": directions.k,
         "layer": directions.layer or None, "lambda": number("lambda"), "zeta": number("zeta"),
         "seed": directions.seed,

@@ -51,6 +51,9 @@ METRIC_LABELS = {
 def prepare_metrics(frame: pd.DataFrame) -> pd.DataFrame:
     """Add ``train_walk`` (the walk a run was trained with, from its params) and ``variant`` columns."""
     frame = frame.copy()
+    if "space" in frame:  # a model walked in another latent space than z is another model to compare within
+        space = frame["space"].astype(object).where(frame["space"].notna(), "z")
+        frame["model"] = [m if s == "z" else f"{m} ({s})" for m, s in zip(frame["model"], space, strict=True)]
     frame["train_walk"] = [_param(p, "walk", "linear") for p in frame["params"]]
     walks_per_method = frame.groupby("method")["train_walk"].nunique()
     several = set(walks_per_method[walks_per_method > 1].index)

@@ -1,4 +1,7 @@
-"""GAN training for the built-in DCGAN: non-saturating loss with lazy R1, EMA generator, resume-exact.
+"""GAN training for the built-in families (DCGAN, StyleGAN2): non-saturating loss with lazy R1, EMA generator,
+resume-exact. Both families train against the same discriminator (`DCGANDiscriminator`, with the minibatch
+standard-deviation channel); StyleGAN2 additionally gets its truncation mean w_avg from its EMA weights at the
+end (no path-length regulariser, no style mixing: the CPU recipe does without them).
 
 Every random number of step t (the real batch and the latents) comes from `step_generator(seed, t)`, and the
 networks, optimisers and EMA copy are checkpointed by `run_loop`, so a run that is killed and rerun ends with
@@ -26,6 +29,7 @@ from dplase import __version__
 from dplase.artifacts import config_hash, load_artifact
 from dplase.generators.dcgan import DCGANDiscriminator, DCGANGenerator
 from dplase.generators.registry import load_generator, save_generator
+from dplase.generators.stylegan2 import StyleGAN2Generator, fit_w_avg
 from dplase.priors import make_prior
 from dplase.results import history_frame, write_losses
 from dplase.training.loop import LoopState, check_finite_update, run_loop, step_generator
@@ -46,6 +50,11 @@ class GanConfig:
     """
 
     dataset: str = "shapes"
+    #: the generator family trained ("dcgan" or "stylegan2"; `FAMILIES` with ``trainable``)
+    family: str = "dcgan"
+    #: family-specific architecture options beyond the shared ones (stylegan2: w_dim, n_mlp, lr_mlp,
+    #: channel_base, max_channels; `generator_arch`)
+    arch: dict[str, Any] = field(default_factory=dict)
     image_size: int = 64
     z_dim: int = 16
     width: int = 16
@@ -92,8 +101,12 @@ class GanConfig:
         return out
 
     def result_dict(self) -> dict[str, Any]:
-        """The fields that determine the weights (what is hashed and checked on resume)."""
-        return {k: v for k, v in self.to_dict().items() if k not in BOOKKEEPING_FIELDS}
+        """The fields that determine the weights (what is hashed and checked on resume); a DCGAN's family and
+        empty ``arch`` are left out, so its hash is what it was before there were other families."""
+        out = {k: v for k, v in self.to_dict().items() if k not in BOOKKEEPING_FIELDS}
+        if out["family"] == "dcgan" and not out["arch"]:
+            del out["family"], out["arch"]
+        return out
 
     def hash(self) -> str:
         """Short hash of `result_dict`."""
@@ -107,22 +120,48 @@ def output_paths(out: str | os.PathLike) -> dict[str, Path]:
             "losses": out.with_suffix(".losses.parquet")}
 
 
+#: StyleGAN2 options a GanConfig's ``arch`` may set
+STYLEGAN2_ARCH = ("w_dim", "n_mlp", "lr_mlp", "channel_base", "max_channels")
+
+
 def generator_arch(config: GanConfig, channels: int) -> dict[str, Any]:
-    """`DCGANGenerator` keyword arguments of ``config`` (what the artifact records as ``arch``)."""
-    return {"z_dim": config.z_dim, "image_size": config.image_size, "channels": channels, "width": config.width,
-            "pixelnorm": config.pixelnorm, "hidden": config.hidden}
+    """The generator's keyword arguments for ``config`` (what the artifact records as ``arch``).
+
+    A StyleGAN2 has ``width`` channels at every resolution unless ``arch`` sets channel_base / max_channels;
+    w_dim defaults to z_dim, n_mlp to 4; its fixed noise is drawn from the run's seed."""
+    if config.family == "dcgan":
+        if config.arch:
+            raise ValueError(f"the dcgan family takes no arch options, got {sorted(config.arch)}")
+        return {"z_dim": config.z_dim, "image_size": config.image_size, "channels": channels,
+                "width": config.width, "pixelnorm": config.pixelnorm, "hidden": config.hidden}
+    if config.family != "stylegan2":
+        raise ValueError(f"family '{config.family}' is not trained by dplase.training.gan (dcgan, stylegan2)")
+    unknown = sorted(set(config.arch) - set(STYLEGAN2_ARCH))
+    if unknown:
+        raise ValueError(f"unknown stylegan2 arch option(s) {unknown}; known: {', '.join(STYLEGAN2_ARCH)}")
+    arch = {"z_dim": config.z_dim, "w_dim": config.z_dim, "image_size": config.image_size, "channels": channels,
+            "n_mlp": 4, "lr_mlp": 0.01, "channel_base": config.width * config.image_size,
+            "max_channels": config.width, "noise_seed": config.seed}
+    return {**arch, **config.arch}
 
 
-def build_networks(arch: dict[str, Any], seed: int, mbstd: bool = False) -> tuple[DCGANGenerator, DCGANDiscriminator]:
+def build_networks(arch: dict[str, Any], seed: int, mbstd: bool = False, hidden: int = 0,
+                   family: str = "dcgan") -> tuple[nn.Module, DCGANDiscriminator]:
     """Generator and discriminator initialised from ``seed`` without touching the global RNG state.
 
-    The discriminator mirrors the generator's ``image_size``, ``channels``, ``width`` and ``hidden``.
+    The discriminator mirrors the generator's ``image_size`` and ``channels``, its width (a StyleGAN2's
+    max_channels) and ``hidden`` (a DCGAN's own; ``hidden`` for the others).
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        gen = DCGANGenerator(**arch)
-        disc = DCGANDiscriminator(image_size=arch["image_size"], channels=arch["channels"], width=arch["width"],
-                                  hidden=arch.get("hidden", 0), mbstd=mbstd)
+        if family == "stylegan2":
+            gen: nn.Module = StyleGAN2Generator(**arch)
+            width, hidden = arch["max_channels"], hidden
+        else:
+            gen = DCGANGenerator(**arch)
+            width, hidden = arch["width"], arch.get("hidden", 0)
+        disc = DCGANDiscriminator(image_size=arch["image_size"], channels=arch["channels"], width=width,
+                                  hidden=hidden, mbstd=mbstd)
     return gen, disc
 
 
@@ -155,7 +194,8 @@ class GanTrainer:
         self.config, self.dataset, self.device = config, dataset, torch.device(device)
         self.prior = make_prior(config.prior, config.z_dim)
         self.arch = generator_arch(config, int(dataset.channels))
-        gen, disc = build_networks(self.arch, config.seed, mbstd=config.mbstd)
+        gen, disc = build_networks(self.arch, config.seed, mbstd=config.mbstd, hidden=config.hidden,
+                                   family=config.family)
         self.gen, self.disc = gen.to(self.device).train(), disc.to(self.device).train()
         self.ema = copy.deepcopy(self.gen).eval().requires_grad_(False)
         # the fused kernel updates all tensors in one pass: ~10% faster steps on CPU for the default recipe
@@ -229,7 +269,8 @@ def train_gan(
     on_step: Callable[[int], None] | None = None,
     name: str | None = None,
 ) -> Path:
-    """Train (or resume training) a DCGAN and write the EMA generator to ``out`` with its grid and losses.
+    """Train (or resume training) a GAN of ``config.family`` and write the EMA generator to ``out`` with its grid
+    and losses.
 
     ``dataset`` overrides ``load_dataset(config.dataset, ...)`` (an object with ``channels``,
     ``image_size`` and ``sample(n, generator)``). If ``out`` already holds a generator of the same
@@ -269,7 +310,9 @@ def train_gan(
             "image_size": config.image_size, "seed": config.seed, "steps": config.steps,
             "package_version": __version__, "config": config.to_dict(), "config_hash": config.hash(),
             "name": name or paths["out"].stem, "trainer": "dplase.training.gan (non-saturating + lazy R1, EMA)"}
-    save_generator(paths["out"], trainer.ema, "dcgan", trainer.arch, trainer.prior.to_config(), meta)
+    if config.family == "stylegan2":
+        fit_w_avg(trainer.ema, seed=config.seed)
+    save_generator(paths["out"], trainer.ema, config.family, trainer.arch, trainer.prior.to_config(), meta)
     adapter = load_generator(paths["out"])  # the grid comes from the saved file, as every user will see it
     images = adapter.generate(adapter.sample_latents(64, config.seed + GRID_SEED_OFFSET))
     save_image_grid(images, paths["grid"], nrow=8)
