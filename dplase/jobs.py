@@ -43,17 +43,25 @@ def import_generator_job(*, options: Mapping[str, Any], out: str | os.PathLike, 
     """Import a foreign checkpoint (`dplase.generators.importers.import_checkpoint`) to ``out``, with a sample
     grid and an empty loss table beside it, like any other generator of the workflow."""
     from dplase.generators.importers import import_checkpoint
-    from dplase.generators.registry import load_generator
-    from dplase.plots.grids import save_image_grid
-    from dplase.results import history_frame, write_losses
 
     out = Path(out)
     import_checkpoint(options["path"], out, format=options.get("format"), options=options.get("options"),
                       name=name, dataset=options.get("dataset"))
-    adapter = load_generator(out)
-    save_image_grid(adapter.generate(adapter.sample_latents(16, 0), batch_size=4), out.with_suffix(".png"), nrow=4)
-    write_losses(history_frame([]), out.with_suffix(".losses.parquet"))
+    _grid_and_empty_losses(out, n=16, seed=0, batch_size=4)  # 16: an imported generator may be large
     return out
+
+
+def _grid_and_empty_losses(out: Path, n: int, seed: int, batch_size: int = 256) -> None:
+    """Beside a generator that was not trained here: its sample grid (``n`` latents from ``seed``, drawn by the
+    saved file, as every user will see it) and an empty loss table."""
+    from dplase.generators.registry import load_generator
+    from dplase.plots.grids import save_image_grid
+    from dplase.results import history_frame, write_losses
+
+    adapter = load_generator(out)
+    images = adapter.generate(adapter.sample_latents(n, seed), batch_size=batch_size)
+    save_image_grid(images, out.with_suffix(".png"), nrow=int(n**0.5))
+    write_losses(history_frame([]), out.with_suffix(".losses.parquet"))
 
 
 def train_gan_job(*, gan: Mapping[str, Any], out: str | os.PathLike, name: str | None = None, device: str = "cpu",
@@ -71,17 +79,11 @@ def plant_generator_job(*, options: Mapping[str, Any], out: str | os.PathLike, n
     """Write a planted generator (``options``: `planted_arch` arguments), its sample grid and an empty loss
     table (so that it looks like any other generator to the rest of the workflow)."""
     from dplase.generators.planted import save_planted
-    from dplase.generators.registry import load_generator
-    from dplase.plots.grids import save_image_grid
-    from dplase.results import history_frame, write_losses
     from dplase.training.gan import GRID_SEED_OFFSET
 
     out = Path(out)
     save_planted(out, name=name, **dict(options))
-    adapter = load_generator(out)  # the grid comes from the saved file, as for a trained generator
-    images = adapter.generate(adapter.sample_latents(64, int(options.get("seed", 0)) + GRID_SEED_OFFSET))
-    save_image_grid(images, out.with_suffix(".png"), nrow=8)
-    write_losses(history_frame([]), out.with_suffix(".losses.parquet"))
+    _grid_and_empty_losses(out, n=64, seed=int(options.get("seed", 0)) + GRID_SEED_OFFSET)
     return out
 
 
@@ -143,8 +145,8 @@ def evaluate_job(
     from dplase.metrics.predictor import FactorPredictor
     from dplase.results import write_results
 
+    adapter = load_generator(generator, device=device)  # `evaluate` puts it in the directions' space
     direction_set = DirectionSet.load(directions)
-    adapter = load_generator(generator, device=device).in_space(direction_set.space)
     net = FactorPredictor.load(predictor, device=device)
     data_config = dict(net.meta.get("dataset") or {})
     meta = generator_meta(generator)

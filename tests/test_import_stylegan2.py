@@ -75,7 +75,8 @@ def save(path: Path, obj) -> Path:
 
 def rosinality_file(tmp_path: Path, shape: Shape = SMALL, seed: int = 0, **extra) -> Path:
     sd = tensors(rosinality.layout(shape), seed)
-    return save(tmp_path / "ckpt.pt", {"g_ema": sd, "latent_avg": torch.randn(shape.w_dim), **extra})
+    latent_avg = torch.randn(shape.w_dim, generator=torch.Generator().manual_seed(seed + 1))
+    return save(tmp_path / "ckpt.pt", {"g_ema": sd, "latent_avg": latent_avg, **extra})
 
 
 def genforce_file(tmp_path: Path, shape: Shape = SMALL, seed: int = 0) -> Path:

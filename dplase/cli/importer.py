@@ -22,7 +22,8 @@ def _option_value(text: str) -> object:
 @click.command("import")
 @click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="dplase generator file to write (.pt); PATH.png gets 16 samples.")
+              help="dplase generator file to write (.pt); PATH.png gets 16 samples, PATH.losses.parquet an "
+                   "empty loss table (as the workflow writes beside an imported generator).")
 @click.option("--format", "fmt", type=click.Choice(list(IMPORTERS)), default=None,
               help="The checkpoint's layout [default: told from the file].")
 @click.option("--option", "options", multiple=True, callback=parse_key_values,
@@ -44,18 +45,17 @@ def import_checkpoint(checkpoint: Path, out: Path, fmt: str | None, options: dic
       dplase import biggan-deep-128/ --out results/models/biggan-dog.pt --option 'classes=[207]'
     """
     from dplase.artifacts import ArtifactError
-    from dplase.generators.importers import import_checkpoint as run_import
     from dplase.generators.registry import load_generator
-    from dplase.plots.grids import save_image_grid
+    from dplase.jobs import import_generator_job
 
     parsed = {key: _option_value(value) for key, value in options.items()}
-    try:
-        path = run_import(checkpoint, out, format=fmt, options=parsed, name=name, dataset=dataset)
+    try:  # the workflow's own job: the same file, grid and loss table
+        path = import_generator_job(options={"path": checkpoint, "format": fmt, "options": parsed,
+                                             "dataset": dataset}, out=out, name=name)
     except (ArtifactError, ValueError) as err:
         raise InputFileError(str(err)) from err
     adapter = load_generator(path)
     if space is not None:
         adapter = adapter.in_space(space)
-    save_image_grid(adapter.generate(adapter.sample_latents(16, 0), batch_size=4), path.with_suffix(".png"), nrow=4)
     click.echo(f"wrote {path} (family {adapter.family}, {adapter.image_size} px, latent space {adapter.space} of "
                f"dimension {adapter.z_dim}, layers {', '.join(adapter.layers[:3])}...) and {path.with_suffix('.png')}")

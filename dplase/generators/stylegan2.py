@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dplase.generators.base import GeneratorAdapter
+from dplase.generators.base import NetworkAdapter
 from dplase.generators.spaces import WhitenedPrior
 from dplase.priors import Prior, make_prior
 
@@ -267,7 +267,7 @@ class StyleGAN2Generator(nn.Module):
         return self.synthesis(self.mapping_network(z))
 
 
-class StyleGAN2Adapter(GeneratorAdapter):
+class StyleGAN2Adapter(NetworkAdapter):
     """Adapter for `StyleGAN2Generator` in latent space ``space``: "z" (the input, prior N(0, I); PixelNorm
     makes the generator invariant to ||z||, so there the norm rescale changes no image) or "w" (the mapping's
     output in the whitened coordinates of `dplase.generators.spaces.WhitenedPrior`). Images are clamped to
@@ -280,22 +280,16 @@ class StyleGAN2Adapter(GeneratorAdapter):
     def __init__(self, net: StyleGAN2Generator, prior: Prior, device: str | torch.device = "cpu",
                  checkpoint_sha256: str = "", name: str | None = None, space: str = "z",
                  w_prior: WhitenedPrior | None = None) -> None:
-        self.device = torch.device(device)
-        self.net = net.to(self.device).eval()
-        for p in self.net.parameters():
-            p.requires_grad_(False)
-        if prior.dim != net.z_dim:
-            raise ValueError(f"prior dimension {prior.dim} != generator z_dim {net.z_dim}")
         if space not in self.spaces:
             raise ValueError(f"StyleGAN2 has no latent space '{space}'; its spaces: {', '.join(self.spaces)}")
-        self.z_prior, self.space, self.image_size, self.channels = prior, space, net.image_size, net.channels
-        self.checkpoint_sha256, self.name = checkpoint_sha256, name or self.family
+        super().__init__(net, prior, device, checkpoint_sha256, name)  # z's prior; w's below
+        self.z_prior, self.space = prior, space
         self._w_prior = w_prior
         if space == "w" and w_prior is None:
             self._w_prior = WhitenedPrior(self.net.mapping_network, net.z_dim, net.w_dim, device=self.device)
-        self.prior = self._w_prior if space == "w" else prior
-        self.z_dim = self.prior.dim
-        self.latent_basis = self._w_prior.scale_tril.float() if space == "w" else None
+        if space == "w":
+            self.prior, self.z_dim = self._w_prior, self._w_prior.dim
+            self.latent_basis = self._w_prior.scale_tril.float()
 
     @property
     def spaces(self) -> tuple[str, ...]:
@@ -308,10 +302,6 @@ class StyleGAN2Adapter(GeneratorAdapter):
             return super().in_space(space)
         return StyleGAN2Adapter(self.net, self.z_prior, self.device, self.checkpoint_sha256, self.name, space,
                                 self._w_prior)
-
-    @property
-    def layers(self) -> list[str]:
-        return self.net.layer_names
 
     def default_layer(self) -> str:
         """The 8x8 block (the 4x4 one when the generator has no other), where pose and shape are decided."""
